@@ -1,0 +1,132 @@
+"""Expand a validated configuration into the workflow's runs, evaluations and targets.
+
+The rule files stay declarative: they ask this module which runs exist (the wildcard values), the
+JSON spec of each job (passed as a rule param, so a changed setting re-runs exactly the jobs it
+touches) and the final targets of each paper. Path grammar, relative to the workflow directory:
+
+  results/data/{dataset}.json                      dataset manifest (real files' md5, or synthetic)
+  results/{paper}/models/{run}/model.pt|train.json trained model and its training result
+  results/{paper}/checkpoints/{run}.pt             resumable checkpoint (undeclared, deleted at the end)
+  results/{paper}/eval/{run}/{attack}.json         clean + robust accuracy over an epsilon grid
+  results/{paper}/tables/{name}.csv|md|tex         tables, published numbers beside reproduced ones
+  results/{paper}/figures/{name}.png|pdf|csv       figures and the data behind them
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .attacks import parse_eps
+
+PAPERS = ("ssp", "trdnn", "node", "gm")
+TABLE_EXT = ("csv", "md", "tex")
+FIGURE_EXT = ("png", "pdf", "csv")
+
+
+def fmt_h(h: float) -> str:
+    return f"{h:g}"
+
+
+def data_spec(config: dict[str, Any], name: str, train_limit: int | None = None) -> dict[str, Any]:
+    d = config["data"][name]
+    return {"name": name, "source": d["source"], "mean": d["mean"], "std": d["std"], "synthetic_seed": d["synthetic_seed"],
+            "train_limit": train_limit, "test_limit": d["test_limit"]}
+
+
+def _train_spec(config, paper, experiment, run, dataset, model, train) -> dict[str, Any]:
+    train = copy.deepcopy(train)
+    limit = train.pop("train_limit", None)
+    return {"paper": paper, "experiment": experiment, "run": run, "tier": config["tier"], "seed": config["seed"],
+            "data": data_spec(config, dataset, limit), "model": copy.deepcopy(model), "train": train}
+
+
+# --- NODE ------------------------------------------------------------------------------------
+
+
+def node_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    node, out = config["node"], {}
+    f1 = node["fig1"]
+    for h in f1["step_sizes"]:
+        run = f"fig1-h{fmt_h(h)}"
+        out[run] = _train_spec(config, "node", "fig1", run, f1["dataset"], {**f1["model"], "h": h}, f1["train"])
+    t1 = node["table1"]
+    for ds in t1["datasets"]:
+        for arch, r in t1["runs"][ds].items():
+            run = f"t1-{ds}-{arch}"
+            out[run] = _train_spec(config, "node", "table1", run, ds, r["model"], r["train"])
+    return out
+
+
+def node_evals(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(run, attack) -> eval spec: every epsilon of a dataset's grid in one job."""
+    node, out = config["node"], {}
+    f1 = node["fig1"]
+    for h in f1["step_sizes"]:
+        run = f"fig1-h{fmt_h(h)}"
+        out[(run, f1["attack"])] = _eval_spec(config, "node", run, f1["dataset"], node["attacks"][f1["attack"]], [f1["eps"]], node["eval_batch_size"])
+    t1 = node["table1"]
+    for ds in t1["datasets"]:
+        for arch in t1["runs"][ds]:
+            for atk in t1["attacks"]:
+                out[(f"t1-{ds}-{arch}", atk)] = _eval_spec(config, "node", f"t1-{ds}-{arch}", ds, node["attacks"][atk], t1["eps_grid"][ds], node["eval_batch_size"])
+    return out
+
+
+def _eval_spec(config, paper, run, dataset, attack, eps_list, batch_size) -> dict[str, Any]:
+    return {"paper": paper, "run": run, "tier": config["tier"], "seed": config["seed"], "data": data_spec(config, dataset),
+            "attack": copy.deepcopy(attack), "eps": [parse_eps(e) for e in eps_list], "eps_labels": [str(e) for e in eps_list],
+            "batch_size": batch_size}
+
+
+def node_targets(config: dict[str, Any]) -> dict[str, list[str]]:
+    """Target name -> output files, for the experiments enabled in the config."""
+    node, out = config["node"], {}
+    if node["fig1"]["enabled"]:
+        out["node_fig1"] = [f"results/node/figures/fig1.{e}" for e in FIGURE_EXT]
+    if node["table1"]["enabled"]:
+        out["node_table1"] = [f"results/node/tables/table1.{e}" for e in TABLE_EXT]
+        out["node_clean"] = [f"results/node/tables/clean.{e}" for e in TABLE_EXT]
+    return out
+
+
+# --- all papers -----------------------------------------------------------------------------
+
+_RUNS = {"node": node_runs}
+_EVALS = {"node": node_evals}
+_TARGETS = {"node": node_targets}
+
+
+class Plan:
+    """Everything the rule files need, computed once from the validated config."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+        self.runs = {p: f(config) for p, f in _RUNS.items()}
+        self.evals = {p: f(config) for p, f in _EVALS.items()}
+        self.targets = {p: f(config) for p, f in _TARGETS.items()}
+
+    def train_spec(self, paper: str, run: str) -> dict[str, Any]:
+        try:
+            return self.runs[paper][run]
+        except KeyError:
+            raise KeyError(f"no run {run!r} of paper {paper!r} in the configuration") from None
+
+    def eval_spec(self, paper: str, run: str, attack: str) -> dict[str, Any]:
+        try:
+            return self.evals[paper][(run, attack)]
+        except KeyError:
+            raise KeyError(f"no evaluation {attack!r} of run {run!r} ({paper}) in the configuration") from None
+
+    def datasets(self) -> list[str]:
+        return sorted({s["data"]["name"] for runs in self.runs.values() for s in runs.values()})
+
+    def all_targets(self) -> list[str]:
+        return [f for p in self.config["papers"] for files in self.targets.get(p, {}).values() for f in files]
+
+    def eval_files(self, paper: str, experiment: str) -> list[str]:
+        return [f"results/{paper}/eval/{run}/{atk}.json" for (run, atk) in self.evals[paper]
+                if self.runs[paper][run]["experiment"] == experiment]
+
+    def train_files(self, paper: str, experiment: str) -> list[str]:
+        return [f"results/{paper}/models/{run}/train.json" for run, s in self.runs[paper].items() if s["experiment"] == experiment]
