@@ -102,3 +102,15 @@ def test_attack_mode_restores_training_state(setup):
         assert not m.training and not any(p.requires_grad for p in m.parameters())
     assert m.training and all(p.requires_grad for p in m.parameters())
     m.eval()
+
+
+def test_early_stop_keeps_every_success(setup):
+    m, x, y = setup
+    with attack_mode(m):
+        full = pgd(m, x, y, 0.035, torch.Generator().manual_seed(4), steps=10)
+        early = pgd(m, x, y, 0.035, torch.Generator().manual_seed(4), steps=10, early_stop=True)
+        fooled_full = m(full).argmax(1) != y
+        fooled_early = m(early).argmax(1) != y
+    assert 0 < fooled_full.sum() < len(y)  # a radius where the attack is neither hopeless nor total
+    assert bool((fooled_early | ~fooled_full).all())  # every point the full run broke stays broken
+    assert (early - x).abs().max() <= 0.035 + 1e-6

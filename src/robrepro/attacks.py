@@ -41,12 +41,16 @@ def attack_mode(model: nn.Module):
         model.train(was_training)
 
 
-def _input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _logits_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.detach().requires_grad_(True)
+    logits = model(x)
     # Summed, not averaged: each example's gradient is then independent of the batch size.
-    loss = F.cross_entropy(model(x), y, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, x)
-    return grad
+    (grad,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), x)
+    return logits.detach(), grad
+
+
+def _input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return _logits_and_grad(model, x, y)[1]
 
 
 def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -59,11 +63,15 @@ def fgsm(model, x, y, eps, generator=None):
 
 
 def pgd(model, x, y, eps, generator=None, *, steps: int = 20, alpha: float | None = None, alpha_rel: float = 0.25,
-        random_start: bool = True, restarts: int = 1):
+        random_start: bool = True, restarts: int = 1, early_stop: bool = False):
     """Projected gradient descent (Madry et al.) with random start and restarts.
 
     Step size ``alpha`` (absolute) or ``alpha_rel * eps``. With several restarts, each later restart
     attacks only the points no earlier restart has broken; the first adversarial point found is kept.
+    ``early_stop`` (evaluation): a point stops moving as soon as it is misclassified. The logits of
+    the current iterate come with its gradient, so this costs nothing, and it can only make the
+    attack stronger: a success is kept instead of possibly being walked away from. Training wants
+    the loss-maximising point instead, so the default is off.
     """
     a = alpha if alpha is not None else alpha_rel * eps
     best = x.clone()
@@ -77,8 +85,16 @@ def pgd(model, x, y, eps, generator=None, *, steps: int = 20, alpha: float | Non
         if random_start:
             noise = torch.rand(x0.shape, generator=generator, device="cpu").to(x0.device)
             xa = _project(x0 + (2 * noise - 1) * eps, x0, eps)
+        active = torch.arange(idx.numel(), device=x.device)  # positions in this restart still moving
         for _ in range(steps):
-            xa = _project(xa + a * _input_grad(model, xa, y0).sign(), x0, eps).detach()
+            logits, grad = _logits_and_grad(model, xa[active], y0[active])
+            if early_stop:
+                going = logits.argmax(1) == y0[active]
+                active, grad = active[going], grad[going]
+                if active.numel() == 0:
+                    break
+            xa = xa.clone()
+            xa[active] = _project(xa[active] + a * grad.sign(), x0[active], eps).detach()
         with torch.no_grad():
             fooled = model(xa).argmax(1) != y0
         best[idx] = xa

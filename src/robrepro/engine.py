@@ -191,6 +191,7 @@ def train(spec: dict[str, Any], *, data_root: str, model_out: str | os.PathLike,
     bar = tqdm(total=steps_per_epoch * epochs, initial=step, disable=not progress_bar, desc=f"train {spec.get('run', '')}",
                mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
     model.train()
+    loop_start = time.perf_counter()
     with _SignalFlag() as sig:
         while step < steps_per_epoch * epochs:
             epoch, start_b = divmod(step, steps_per_epoch)
@@ -230,12 +231,13 @@ def train(spec: dict[str, Any], *, data_root: str, model_out: str | os.PathLike,
                 bar.close()
                 raise Interrupted(128 + sig.signum)
     bar.close()
+    loop_seconds = time.perf_counter() - loop_start
 
     with atomic_path(model_out) as tmp:
         torch.save({"spec": spec, "spec_hash": h, "state_dict": model.state_dict()}, tmp)
     payload = {"paper": spec.get("paper"), "experiment": spec.get("experiment"), "run": spec.get("run"),
                "steps": step, "epochs": epochs, "train_size": n, "history": history, "final": history[-1] if history else {},
-               "resumed_from_step": resumed_from}
+               "resumed_from_step": resumed_from, "loop_seconds": round(loop_seconds, 4)}
     prov = provenance(spec=spec, seed=seed, device=dev, data_source=dspec["source"], started=started)
     doc = write_result(result_out, "train", payload, prov)
     # The final model is written: a stale checkpoint could only resume a finished run, or, after a
