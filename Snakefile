@@ -26,6 +26,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/core.smk"
 include: "workflow/rules/node.smk"
+include: "workflow/rules/gm.smk"
 
 
 wildcard_constraints:

@@ -124,16 +124,18 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int, device) -> torch
 
 
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float], attack: Attack, *,
-                    batch_size: int = 256, device="cpu", seed: int = 0, on_batch: Callable[[], None] | None = None) -> dict[str, Any]:
+                    batch_size: int = 256, device="cpu", seed: int = 0, on_batch: Callable[[], None] | None = None,
+                    return_masks: bool = False) -> dict[str, Any]:
     """Clean and robust accuracy of ``model`` on uint8 images ``x`` for every epsilon of the grid.
 
     Returns ``{"clean_acc", "n", "per_eps": [{"eps", "robust_acc", "attacked", "seconds"}, ...]}`` in
     the order of ``eps_grid``. The random starts come from one generator seeded with ``seed``.
+    ``return_masks`` adds ``masks``: eps -> bool tensor of the points still robust at that radius.
     """
     g = torch.Generator().manual_seed(seed)
     robust = (predict(model, x, batch_size, device) == y)
     clean_acc = robust.float().mean().item()
-    per_eps = {}
+    per_eps, masks = {}, {}
     with attack_mode(model):
         for eps in sorted(set(float(e) for e in eps_grid)):
             t0, idx = time.perf_counter(), robust.nonzero().squeeze(1)
@@ -149,7 +151,11 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid
                     if on_batch:
                         on_batch()
             per_eps[eps] = {"eps": eps, "robust_acc": robust.float().mean().item(), "attacked": int(idx.numel()), "seconds": round(time.perf_counter() - t0, 3)}
-    return {"clean_acc": clean_acc, "n": int(x.shape[0]), "per_eps": [per_eps[float(e)] for e in eps_grid]}
+            masks[eps] = robust.clone()
+    out = {"clean_acc": clean_acc, "n": int(x.shape[0]), "per_eps": [per_eps[float(e)] for e in eps_grid]}
+    if return_masks:
+        out["masks"] = masks
+    return out
 
 
 def _in_ball(xa: torch.Tensor, x: torch.Tensor, eps: float) -> bool:

@@ -25,7 +25,8 @@ def cmd_prepare_data(a) -> None:
     t0 = time.time()
     manifest = prepare(a.dataset, a.source, a.root, a.mirror or [], download=not a.no_download)
     print(f"[data] {a.dataset}: {manifest['source']} ({manifest.get('obtained', 'generated')})", file=sys.stderr)
-    write_result(a.out, "data", manifest, provenance(spec=vars(a) | {"func": None}, seed=0, device="cpu", data_source=manifest["source"], started=t0))
+    job = {"dataset": a.dataset, "source": a.source, "root": a.root, "mirrors": a.mirror or [], "download": not a.no_download}
+    write_result(a.out, "data", manifest, provenance(spec=job, seed=0, device="cpu", data_source=manifest["source"], started=t0))
 
 
 def cmd_train(a) -> None:
@@ -71,6 +72,28 @@ def cmd_attack(a) -> None:
                "attack": spec["attack"]["name"], **res, "nfe_mean": clean_nfe, "nfe_attack_mean": (sum(nfe) / len(nfe)) if nfe else None}
     write_result(a.out, "attack", payload, provenance(spec=spec, seed=spec["seed"], device=dev, data_source=ds["source"], started=t0))
     print("[attack] " + ", ".join(f"eps={e['eps']:.4g}: {e['robust_acc']:.3f}" for e in res["per_eps"]) + f" (clean {res['clean_acc']:.3f})", file=sys.stderr)
+
+
+def cmd_verify(a) -> None:
+    from . import data as D
+    from .attacks import make_attack
+    from .engine import load_model, resolve_device
+    from .evaluate import certified_errors
+    from .results import provenance, write_result
+
+    t0 = time.time()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    spec, dev = _spec(a.spec), resolve_device(a.device)
+    torch.manual_seed(spec["seed"])
+    model, train_spec = load_model(a.model, dev)
+    ds = spec["data"]
+    x, y = D.load_split(ds["name"], "test", source=ds["source"], root=a.data_root, limit=ds.get("test_limit"), seed=ds.get("synthetic_seed", 0))
+    res = certified_errors(model, x, y, spec["eps"], spec["methods"], make_attack(spec["attack"]), batch_size=spec["batch_size"], device=dev, seed=spec["seed"])
+    payload = {"paper": spec["paper"], "run": spec["run"], "experiment": train_spec.get("experiment"), "model": train_spec["model"],
+               "objective": train_spec["train"]["objective"], "labels": train_spec.get("labels", {}), **res}
+    write_result(a.out, "verify", payload, provenance(spec=spec, seed=spec["seed"], device=dev, data_source=ds["source"], started=t0))
+    print(f"[verify] std err {res['std_err']:.3f}; " + ", ".join(f"eps={e['eps']:.4g}: " + "/".join(f"{k} {v:.3f}" for k, v in e["verified_err"].items()) for e in res["per_eps"]), file=sys.stderr)
 
 
 def cmd_report(a) -> None:
@@ -124,6 +147,11 @@ def main(argv=None) -> None:
     s.add_argument("--model", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_attack)
+
+    s = sub.add_parser("verify", parents=[common], help="standard, verified (IBP, CROWN-IBP) and attack errors over an epsilon grid")
+    s.add_argument("--model", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("report", help="build a table or figure from result files")
     s.add_argument("what", help="a function of robrepro.reporting, e.g. node_table1")

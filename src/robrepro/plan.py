@@ -8,6 +8,7 @@ touches) and the final targets of each paper. Path grammar, relative to the work
   results/{paper}/models/{run}/model.pt|train.json trained model and its training result
   results/{paper}/checkpoints/{run}.pt             resumable checkpoint (undeclared, deleted at the end)
   results/{paper}/eval/{run}/{attack}.json         clean + robust accuracy over an epsilon grid
+  results/{paper}/verify/{run}.json                standard, verified (per bound) and attack errors over a grid
   results/{paper}/tables/{name}.csv|md|tex         tables, published numbers beside reproduced ones
   results/{paper}/figures/{name}.png|pdf|csv       figures and the data behind them
 """
@@ -15,6 +16,7 @@ touches) and the final targets of each paper. Path grammar, relative to the work
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from .attacks import parse_eps
@@ -90,11 +92,97 @@ def node_targets(config: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+# --- GM ----------------------------------------------------------------------------------------
+
+
+def slug(eps) -> str:
+    """A path-safe label of an epsilon as written in the config ("17.6/255" -> "17.6_255")."""
+    return str(eps).replace("/", "_")
+
+
+def _grid_to(eps_train, step) -> list[float]:
+    """step, 2 step, ... up to eps_train (inclusive, within rounding)."""
+    top, st = parse_eps(eps_train), parse_eps(step)
+    n = int(top / st + 1e-6)
+    return [round(st * k, 10) for k in range(1, n + 1)]
+
+
+def gm_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every trained model of the GM experiments; a setting used by several experiments is trained once."""
+    gm, out, by_content = config["gm"], {}, {}
+
+    def add(experiment, ds, method, objective, eps_train, label):
+        base = gm["models"][ds]
+        train = {**copy.deepcopy(base["train"]), "objective": {**copy.deepcopy(objective), **({"eps_max": eps_train} if eps_train is not None else {})}}
+        key = json.dumps([ds, base["model"], train], sort_keys=True)
+        if key in by_content:
+            return by_content[key]
+        run = f"{ds}-{label}" + (f"-e{slug(eps_train)}" if eps_train is not None else "")
+        spec = _train_spec(config, "gm", experiment, run, ds, base["model"], train)
+        spec["labels"] = {"method": method, "eps_train": None if eps_train is None else str(eps_train)}
+        out[run] = spec
+        by_content[key] = run
+        return run
+
+    datasets = sorted({s["dataset"] for s in gm["table3"]["settings"]} | {gm["fig4"]["dataset"]})
+    if gm["nominal"]["enabled"]:
+        for ds in datasets:
+            out_run = f"{ds}-nominal"
+            spec = _train_spec(config, "gm", "nominal", out_run, ds, gm["models"][ds]["model"], {**copy.deepcopy(gm["models"][ds]["train"]), "objective": {"name": "natural"}})
+            spec["labels"] = {"method": "nominal", "eps_train": None}
+            out[out_run] = spec
+    for st in gm["table3"]["settings"]:
+        for m in gm["table3"]["methods"]:
+            add("table3", st["dataset"], m, gm["methods"][m], st["eps_train"], m)
+    f4 = gm["fig4"]
+    if f4["enabled"]:
+        gm_base = gm["methods"]["gm_crown_ibp"]
+        variants = [(f"w-{w}", {"gm_weight": w}) for w in dict.fromkeys(f4["weight_types"] + f4["decreasing_weights"])]
+        variants += [(f"n{n}", {"gm_n": n}) for n in f4["sizes"]]
+        for label, change in variants:
+            run = add("fig4", f4["dataset"], "gm_crown_ibp", {**gm_base, **change}, f4["eps_train"], f"gm_crown_ibp-{label}")
+            labels = out[run]["labels"]
+            labels["variants"] = sorted(set(labels.get("variants", [])) | {label})
+    return out
+
+
+def gm_verifies(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """run -> certified-evaluation spec: one job per model over the union of the radii it is shown at."""
+    gm, out = config["gm"], {}
+    table_eps: dict[tuple[str, str], list] = {}
+    for st in gm["table3"]["settings"]:
+        table_eps[(st["dataset"], str(st["eps_train"]))] = list(st["eps_eval"])
+    for run, spec in gm_runs(config).items():
+        ds, eps_train = spec["data"]["name"], spec["labels"]["eps_train"]
+        radii = [parse_eps(e) for e in table_eps.get((ds, eps_train), [])]
+        if eps_train is not None:
+            radii += _grid_to(eps_train, gm["fig3"]["eval_step"][ds])
+        else:  # Nominal: the radii of every Table 3 setting of its dataset
+            radii += [parse_eps(e) for (d, _), es in table_eps.items() if d == ds for e in es]
+        grid = sorted({round(r, 10) for r in radii})
+        out[run] = {"paper": "gm", "run": run, "tier": config["tier"], "seed": config["seed"], "data": data_spec(config, ds),
+                    "eps": grid, "eps_labels": [f"{e:g}" for e in grid], "methods": list(gm["eval"]["bounds"]),
+                    "attack": copy.deepcopy(gm["eval"]["attack"]), "batch_size": gm["eval"]["batch_size"]}
+    return out
+
+
+def gm_targets(config: dict[str, Any]) -> dict[str, list[str]]:
+    gm, out = config["gm"], {}
+    if gm["table3"]["enabled"]:
+        out["gm_table3"] = [f"results/gm/tables/table3.{e}" for e in TABLE_EXT]
+    if gm["fig3"]["enabled"]:
+        out["gm_fig3"] = [f"results/gm/figures/fig3.{e}" for e in FIGURE_EXT]
+    if gm["fig4"]["enabled"]:
+        out["gm_fig4"] = [f"results/gm/figures/fig4.{e}" for e in FIGURE_EXT]
+    return out
+
+
 # --- all papers -----------------------------------------------------------------------------
 
-_RUNS = {"node": node_runs}
+_RUNS = {"node": node_runs, "gm": gm_runs}
 _EVALS = {"node": node_evals}
-_TARGETS = {"node": node_targets}
+_VERIFIES = {"gm": gm_verifies}
+_TARGETS = {"node": node_targets, "gm": gm_targets}
 
 
 class Plan:
@@ -104,6 +192,7 @@ class Plan:
         self.config = config
         self.runs = {p: f(config) for p, f in _RUNS.items()}
         self.evals = {p: f(config) for p, f in _EVALS.items()}
+        self.verifies = {p: f(config) for p, f in _VERIFIES.items()}
         self.targets = {p: f(config) for p, f in _TARGETS.items()}
 
     def train_spec(self, paper: str, run: str) -> dict[str, Any]:
@@ -117,6 +206,21 @@ class Plan:
             return self.evals[paper][(run, attack)]
         except KeyError:
             raise KeyError(f"no evaluation {attack!r} of run {run!r} ({paper}) in the configuration") from None
+
+    def verify_spec(self, paper: str, run: str) -> dict[str, Any]:
+        try:
+            return self.verifies[paper][run]
+        except KeyError:
+            raise KeyError(f"no certified evaluation of run {run!r} ({paper}) in the configuration") from None
+
+    def verify_files(self, paper: str, *experiments: str) -> list[str]:
+        return [f"results/{paper}/verify/{run}.json" for run in self.verifies.get(paper, {})
+                if self.runs[paper][run]["experiment"] in experiments]
+
+    def variant_files(self, paper: str) -> list[str]:
+        """Certified evaluations of the ablation variants (runs labelled with ``variants``)."""
+        return [f"results/{paper}/verify/{run}.json" for run, spec in self.runs.get(paper, {}).items()
+                if spec.get("labels", {}).get("variants") and run in self.verifies.get(paper, {})]
 
     def datasets(self) -> list[str]:
         return sorted({s["data"]["name"] for runs in self.runs.values() for s in runs.values()})

@@ -36,6 +36,7 @@ def code_files(*modules):
 
 TRAIN_CODE = code_files("engine.py", "data.py", "attacks.py", "models", "objectives")
 ATTACK_CODE = code_files("engine.py", "data.py", "attacks.py", "models")
+VERIFY_CODE = ATTACK_CODE + code_files("bounds.py", "evaluate.py")
 REPORT_CODE = code_files("reporting.py") + sorted(str(f) for f in (SRC / "published").glob("*.csv"))
 
 
@@ -53,6 +54,10 @@ def train_spec_json(wildcards):
 
 def eval_spec_json(wildcards):
     return json.dumps(PLAN.eval_spec(wildcards.paper, wildcards.run, wildcards.attack), sort_keys=True)
+
+
+def verify_spec_json(wildcards):
+    return json.dumps(PLAN.verify_spec(wildcards.paper, wildcards.run), sort_keys=True)
 
 
 def data_args(wildcards):

@@ -71,3 +71,29 @@ rule attack:
     shell:
         "python -m robrepro attack --spec {params.spec:q} --model {input.model:q} --data-root {params.root:q}"
         " --device {params.device} --threads {threads} --out {output:q} > {log} 2>&1"
+
+
+rule verify:
+    input:
+        model="results/{paper}/models/{run}/model.pt",
+        code=VERIFY_CODE,
+    output:
+        "results/{paper}/verify/{run}.json",
+    params:
+        spec=verify_spec_json,
+        root=config["data"]["root"],
+        device=config["device"],
+    log:
+        "results/logs/{paper}/verify/{run}.log",
+    benchmark:
+        "results/benchmarks/{paper}/verify/{run}.tsv"
+    conda:
+        "../../envs/robrepro.yaml"
+    threads: res("attack", "threads")
+    resources:
+        gpu=res("attack", "gpu"),
+        runtime=res("attack", "runtime"),
+        mem_mb=res("attack", "mem_mb"),
+    shell:
+        "python -m robrepro verify --spec {params.spec:q} --model {input.model:q} --data-root {params.root:q}"
+        " --device {params.device} --threads {threads} --out {output:q} > {log} 2>&1"
