@@ -63,6 +63,23 @@ def test_smoke_workflow_builds_every_target(workdir, smoke_run):
     print(f"smoke workflow: {seconds:.0f} s")
 
 
+def test_gm_outputs_are_consistent(workdir, smoke_run):
+    import pandas as pd
+
+    for f in ["tables/table3.csv", "tables/table3.md", "tables/table3.tex", "figures/fig3.png", "figures/fig3.pdf", "figures/fig4.png", "figures/fig4.pdf"]:
+        assert (workdir / "results/gm" / f).stat().st_size > 0, f
+    t3 = pd.read_csv(workdir / "results/gm/tables/table3.csv")
+    cert = t3[t3.method != "nominal"]
+    assert set(cert.method) == {"ibp", "crown_ibp", "gm_crown_ibp"}
+    # Verified error (an upper bound of the robust error) is never below the attack error (a lower bound).
+    for b in ("ibp", "crown_ibp"):
+        assert (cert[f"verified_err_{b}"] >= cert.pgd_err - 1e-9).all()
+    assert set(t3[t3.dataset == "cifar10"].data) == {"synthetic"} and set(t3[t3.dataset == "mnist"].data) == {"real"}
+    assert t3[t3.method == "nominal"].std_err_published.tolist() and t3.std_err_published.notna().any()
+    fig4 = pd.read_csv(workdir / "results/gm/figures/fig4.csv")
+    assert set(fig4.panel) == {"(a) weight types", "(b) decreasing weights", "(c) robustness size N"}
+
+
 def test_second_run_has_nothing_to_do(workdir, smoke_run):
     res = snakemake(workdir, "-n")
     assert res.returncode == 0
@@ -104,4 +121,4 @@ def test_every_table_and_figure_is_a_named_target(repo_root):
     res = subprocess.run([sys.executable, "-m", "snakemake", "--list-target-rules", "--configfile", "config/smoke.yaml"], cwd=repo_root,
                          capture_output=True, text=True, timeout=300)
     names = set(res.stdout.split())
-    assert {"all", "node_fig1", "node_table1", "node_clean"} <= names
+    assert {"all", "node_fig1", "node_table1", "node_clean", "gm_table3", "gm_fig3", "gm_fig4"} <= names

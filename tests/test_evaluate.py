@@ -1,0 +1,41 @@
+"""Certified evaluation: verified error bounds the attack error, and an unsound bound stops the job."""
+
+import pytest
+import torch
+from torch import nn
+
+from robrepro import bounds, evaluate
+from robrepro.attacks import make_attack
+from robrepro.models import Normalize
+
+
+def _net():
+    torch.manual_seed(0)
+    m = nn.Sequential(Normalize([0.5], [0.5]), nn.Flatten(), nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 3))
+    x = torch.rand(64, 1, 4, 4)
+    y = m(x).argmax(1)  # labels the net gets right, so that verification has something to certify
+    return m.eval(), (x * 255).round().to(torch.uint8), y
+
+
+def test_verified_error_is_an_upper_bound_of_attack_error():
+    m, x, y = _net()
+    res = evaluate.certified_errors(m, x, y, [0.0, 0.005, 0.02, 0.1], ["ibp", "crown_ibp"], make_attack({"name": "pgd", "steps": 10, "early_stop": True}), batch_size=16)
+    prev = -1
+    for e in res["per_eps"]:
+        for b, v in e["verified_err"].items():
+            assert v >= e["attack_err"] - 1e-9, (b, e)
+        assert e["verified_err"]["ibp"] >= prev - 1e-9  # IBP boxes grow with eps
+        prev = e["verified_err"]["ibp"]
+    assert res["per_eps"][0]["verified_err"]["ibp"] == pytest.approx(res["std_err"])
+    assert 0 < res["per_eps"][2]["verified_err"]["ibp"] < 1  # neither trivial nor hopeless here
+
+
+def test_an_unsound_bound_stops_the_job(monkeypatch):
+    m, x, y = _net()
+
+    def claims_everything(model, xb, yb, radii, method="ibp"):
+        return torch.ones(len(radii), len(yb), dtype=torch.bool)
+
+    monkeypatch.setattr(bounds, "verified_radii", claims_everything)
+    with pytest.raises(evaluate.UnsoundBound, match="unsound"):
+        evaluate.certified_errors(m, x, y, [0.2], ["ibp"], make_attack({"name": "pgd", "steps": 10}), batch_size=16)
