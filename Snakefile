@@ -29,6 +29,18 @@ include: "workflow/rules/node.smk"
 include: "workflow/rules/gm.smk"
 
 
+# Run where Snakemake runs (a cluster's login node): downloads need internet, tables are instant.
+localrules:
+    all,
+    prepare_data,
+    node_fig1,
+    node_table1,
+    node_clean,
+    gm_table3,
+    gm_fig3,
+    gm_fig4,
+
+
 wildcard_constraints:
     paper="ssp|trdnn|node|gm",
     run="[A-Za-z0-9_.+-]+",

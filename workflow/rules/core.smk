@@ -63,6 +63,9 @@ rule attack:
         "results/benchmarks/{paper}/attack/{run}/{attack}.tsv"
     conda:
         "../../envs/robrepro.yaml"
+    # Cluster profiles bundle evaluation jobs (group-components: eval=N) into fewer scheduler jobs.
+    group:
+        "eval"
     threads: res("attack", "threads")
     resources:
         gpu=res("attack", "gpu"),
@@ -89,6 +92,9 @@ rule verify:
         "results/benchmarks/{paper}/verify/{run}.tsv"
     conda:
         "../../envs/robrepro.yaml"
+    # Cluster profiles bundle evaluation jobs (group-components: eval=N) into fewer scheduler jobs.
+    group:
+        "eval"
     threads: res("attack", "threads")
     resources:
         gpu=res("attack", "gpu"),
