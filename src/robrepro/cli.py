@@ -40,21 +40,37 @@ def cmd_train(a) -> None:
     print(f"[train] done: {json.dumps(doc['final'])}", file=sys.stderr)
 
 
-def cmd_attack(a) -> None:
-    from . import data as D
-    from .attacks import make_attack, robust_accuracy
-    from .engine import load_model, resolve_device
-    from .models.odenet import forward_nfe
-    from .results import provenance, write_result
+class _EvalJob:
+    """What every evaluation job starts with: its spec, device, the trained model and the test split."""
 
-    t0 = time.time()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    spec, dev = _spec(a.spec), resolve_device(a.device)
-    torch.manual_seed(spec["seed"])
-    model, train_spec = load_model(a.model, dev)
-    ds = spec["data"]
-    x, y = D.load_split(ds["name"], "test", source=ds["source"], root=a.data_root, limit=ds.get("test_limit"), seed=ds.get("synthetic_seed", 0))
+    def __init__(self, a):
+        from . import data as D
+        from .engine import load_model, resolve_device
+
+        self.started = time.time()
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        self.out = a.out
+        self.spec, self.device = _spec(a.spec), resolve_device(a.device)
+        torch.manual_seed(self.spec["seed"])
+        self.model, self.train_spec = load_model(a.model, self.device)
+        ds = self.spec["data"]
+        self.x, self.y = D.load_split(ds["name"], "test", source=ds["source"], root=a.data_root, limit=ds.get("test_limit"), seed=ds.get("synthetic_seed", 0))
+
+    def write(self, kind: str, payload: dict) -> None:
+        from .results import provenance, write_result
+
+        s, ts = self.spec, self.train_spec
+        head = {"paper": s["paper"], "run": s["run"], "experiment": ts.get("experiment"), "model": ts["model"]}
+        write_result(self.out, kind, {**head, **payload}, provenance(spec=s, seed=s["seed"], device=self.device, data_source=s["data"]["source"], started=self.started))
+
+
+def cmd_attack(a) -> None:
+    from .attacks import make_attack, predict, robust_accuracy
+    from .models.odenet import forward_nfe
+
+    job = _EvalJob(a)
+    spec, model = job.spec, job.model
     nfe = []
 
     def record_nfe():
@@ -62,37 +78,23 @@ def cmd_attack(a) -> None:
         if v is not None:
             nfe.append(v)
 
-    res = robust_accuracy(model, x, y, spec["eps"], make_attack(spec["attack"]), batch_size=spec["batch_size"], device=dev, seed=spec["seed"], on_batch=record_nfe)
+    res = robust_accuracy(model, job.x, job.y, spec["eps"], make_attack(spec["attack"]), batch_size=spec["batch_size"], device=job.device,
+                          seed=spec["seed"], on_batch=record_nfe)
     # The clean forward NFE of the ODE models (the attack's NFE are recorded per batch above).
-    from .attacks import predict
-
-    predict(model, x[: spec["batch_size"]], spec["batch_size"], dev)
-    clean_nfe = forward_nfe(model)
-    payload = {"paper": spec["paper"], "run": spec["run"], "experiment": train_spec.get("experiment"), "model": train_spec["model"],
-               "attack": spec["attack"]["name"], **res, "nfe_mean": clean_nfe, "nfe_attack_mean": (sum(nfe) / len(nfe)) if nfe else None}
-    write_result(a.out, "attack", payload, provenance(spec=spec, seed=spec["seed"], device=dev, data_source=ds["source"], started=t0))
+    predict(model, job.x[: spec["batch_size"]], spec["batch_size"], job.device)
+    job.write("attack", {"attack": spec["attack"]["name"], **res, "nfe_mean": forward_nfe(model), "nfe_attack_mean": (sum(nfe) / len(nfe)) if nfe else None})
     print("[attack] " + ", ".join(f"eps={e['eps']:.4g}: {e['robust_acc']:.3f}" for e in res["per_eps"]) + f" (clean {res['clean_acc']:.3f})", file=sys.stderr)
 
 
 def cmd_verify(a) -> None:
-    from . import data as D
     from .attacks import make_attack
-    from .engine import load_model, resolve_device
     from .evaluate import certified_errors
-    from .results import provenance, write_result
 
-    t0 = time.time()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    spec, dev = _spec(a.spec), resolve_device(a.device)
-    torch.manual_seed(spec["seed"])
-    model, train_spec = load_model(a.model, dev)
-    ds = spec["data"]
-    x, y = D.load_split(ds["name"], "test", source=ds["source"], root=a.data_root, limit=ds.get("test_limit"), seed=ds.get("synthetic_seed", 0))
-    res = certified_errors(model, x, y, spec["eps"], spec["methods"], make_attack(spec["attack"]), batch_size=spec["batch_size"], device=dev, seed=spec["seed"])
-    payload = {"paper": spec["paper"], "run": spec["run"], "experiment": train_spec.get("experiment"), "model": train_spec["model"],
-               "objective": train_spec["train"]["objective"], "labels": train_spec.get("labels", {}), **res}
-    write_result(a.out, "verify", payload, provenance(spec=spec, seed=spec["seed"], device=dev, data_source=ds["source"], started=t0))
+    job = _EvalJob(a)
+    spec = job.spec
+    res = certified_errors(job.model, job.x, job.y, spec["eps"], spec["methods"], make_attack(spec["attack"]), batch_size=spec["batch_size"],
+                           device=job.device, seed=spec["seed"])
+    job.write("verify", {"objective": job.train_spec["train"]["objective"], "labels": job.train_spec.get("labels", {}), **res})
     print(f"[verify] std err {res['std_err']:.3f}; " + ", ".join(f"eps={e['eps']:.4g}: " + "/".join(f"{k} {v:.3f}" for k, v in e["verified_err"].items()) for e in res["per_eps"]), file=sys.stderr)
 
 
