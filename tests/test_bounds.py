@@ -22,14 +22,6 @@ MNIST_NORM = ([0.1307], [0.3081])
 CIFAR_NORM = ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def with_norm(body: nn.Sequential, mean, std) -> nn.Sequential:
     """What ``models.build`` returns, without going through the registry."""
     return nn.Sequential(Normalize(mean, std), *body).to(DT)
