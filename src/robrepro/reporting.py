@@ -184,7 +184,9 @@ def node_fig1(eval_paths: list[str], outputs: dict[str, str]) -> pd.DataFrame:
     ax.set_xlabel("residual step size h")
     ax.set_ylabel("accuracy (%)")
     notes = provenance_notes(docs)
-    title = "NODE Fig. 1: ResNet-56 accuracy vs step size"
+    m = docs[0]["model"]
+    arch = "ResNet-56" if m["name"] == "resnet56" else f"{m['name']} (depth {m.get('depth', '?')}, width {m.get('width', '?')})"
+    title = f"NODE Fig. 1: {arch} accuracy vs step size"
     if data_label(df["data"]) != "real":
         title += "\n[SYNTHETIC DATA: not the paper's CIFAR-10]"
     if any("SMOKE" in n for n in notes):
