@@ -40,6 +40,10 @@ INFO = {
 }
 
 
+# Where torchvision keeps each dataset's files under its root.
+_FOLDER = {"mnist": "MNIST", "cifar10": "cifar-10-batches-py"}
+
+
 def _tv_class(name: str):
     tv = import_torchvision()
     return {"mnist": tv.datasets.MNIST, "cifar10": tv.datasets.CIFAR10}[name]
@@ -59,7 +63,7 @@ def _link_from_mirror(name: str, root: Path, mirror: Path) -> bool:
     """Symlink the dataset's files from ``mirror`` into ``root`` if the mirror holds a verified copy."""
     if not _real_present(name, mirror):
         return False
-    sub = {"mnist": "MNIST", "cifar10": "cifar-10-batches-py"}[name]
+    sub = _FOLDER[name]
     target = root / sub
     if target.is_symlink() or target.exists():
         if target.is_symlink():
@@ -101,8 +105,8 @@ def prepare(name: str, source: str, root: str | os.PathLike, mirrors: list[str] 
             _tv_class(name)(str(root), train=True, download=True)
             _tv_class(name)(str(root), train=False, download=True)
             how = "downloaded"
-    sub = {"mnist": "MNIST/raw", "cifar10": "cifar-10-batches-py"}[name]
-    files = {p.name: _md5(p) for p in sorted((root / sub).iterdir()) if p.is_file() and not p.name.endswith(".gz")}
+    folder = root / _FOLDER[name] / ("raw" if name == "mnist" else "")
+    files = {p.name: _md5(p) for p in sorted(folder.iterdir()) if p.is_file() and not p.name.endswith(".gz")}
     return {"dataset": name, "source": "real", "root": str(root), "obtained": how, "md5": files}
 
 

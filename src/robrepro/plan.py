@@ -222,15 +222,9 @@ class Plan:
         return [f"results/{paper}/verify/{run}.json" for run, spec in self.runs.get(paper, {}).items()
                 if spec.get("labels", {}).get("variants") and run in self.verifies.get(paper, {})]
 
-    def datasets(self) -> list[str]:
-        return sorted({s["data"]["name"] for runs in self.runs.values() for s in runs.values()})
-
     def all_targets(self) -> list[str]:
         return [f for p in self.config["papers"] for files in self.targets.get(p, {}).values() for f in files]
 
     def eval_files(self, paper: str, experiment: str) -> list[str]:
         return [f"results/{paper}/eval/{run}/{atk}.json" for (run, atk) in self.evals[paper]
                 if self.runs[paper][run]["experiment"] == experiment]
-
-    def train_files(self, paper: str, experiment: str) -> list[str]:
-        return [f"results/{paper}/models/{run}/train.json" for run, s in self.runs[paper].items() if s["experiment"] == experiment]

@@ -70,9 +70,5 @@ def data_args(wildcards):
     return shlex.join(args)
 
 
-def eval_files(paper, experiment):
-    return PLAN.eval_files(paper, experiment)
-
-
 def json_param(obj):
     return json.dumps(obj, sort_keys=True)

@@ -4,7 +4,7 @@
 
 rule node_fig1:
     input:
-        evals=eval_files("node", "fig1"),
+        evals=PLAN.eval_files("node", "fig1"),
         code=REPORT_CODE,
     output:
         png=report(
@@ -26,7 +26,7 @@ rule node_fig1:
 
 rule node_table1:
     input:
-        evals=eval_files("node", "table1"),
+        evals=PLAN.eval_files("node", "table1"),
         code=REPORT_CODE,
     output:
         csv=report(
@@ -50,7 +50,7 @@ rule node_table1:
 
 rule node_clean:
     input:
-        evals=eval_files("node", "table1"),
+        evals=PLAN.eval_files("node", "table1"),
         code=REPORT_CODE,
     output:
         csv=report(
