@@ -106,8 +106,10 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     n, B = args.n, args.batch
-    print(f"bound throughput, CIFAR 3x32x32, batch {B}, N = {n}, eps = {args.eps:.5f}, beta = 1, "
-          f"{args.repeats} interleaved repeats (median), torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads")
+    print(
+        f"bound throughput, CIFAR 3x32x32, batch {B}, N = {n}, eps = {args.eps:.5f}, beta = 1, "
+        f"{args.repeats} interleaved repeats (median), torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads"
+    )
     summary = []
     for name in args.models.split(","):
         t_start = time.perf_counter()

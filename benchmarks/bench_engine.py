@@ -26,12 +26,33 @@ from robrepro.engine import build_model, seed_everything, train
 
 
 def spec(steps: int, bs: int) -> dict:
-    return {"paper": "bench", "experiment": "bench", "run": "bench", "tier": "smoke", "seed": 0,
-            "data": {"name": "cifar10", "source": "synthetic", "mean": [0.49, 0.48, 0.45], "std": [0.2, 0.2, 0.2], "synthetic_seed": 0,
-                     "train_limit": steps * bs, "test_limit": 512},
-            "model": {"name": "cifar_resnet", "depth": 20, "width": 16},
-            "train": {"epochs": 1, "batch_size": bs, "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
-                      "lr_schedule": {"name": "constant"}, "augment": {}, "objective": {"name": "natural"}, "checkpoint_every_steps": 0, "deterministic": True}}
+    return {
+        "paper": "bench",
+        "experiment": "bench",
+        "run": "bench",
+        "tier": "smoke",
+        "seed": 0,
+        "data": {
+            "name": "cifar10",
+            "source": "synthetic",
+            "mean": [0.49, 0.48, 0.45],
+            "std": [0.2, 0.2, 0.2],
+            "synthetic_seed": 0,
+            "train_limit": steps * bs,
+            "test_limit": 512,
+        },
+        "model": {"name": "cifar_resnet", "depth": 20, "width": 16},
+        "train": {
+            "epochs": 1,
+            "batch_size": bs,
+            "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+            "lr_schedule": {"name": "constant"},
+            "augment": {},
+            "objective": {"name": "natural"},
+            "checkpoint_every_steps": 0,
+            "deterministic": True,
+        },
+    }
 
 
 def engine_seconds(s: dict, tmp: Path) -> tuple[float, torch.nn.Module]:
@@ -51,7 +72,7 @@ def bare_seconds(s: dict) -> float:
     t0 = time.perf_counter()
     perm = torch.randperm(x.shape[0])
     for i in range(0, x.shape[0], bs):
-        idx = perm[i:i + bs]
+        idx = perm[i : i + bs]
         xb, yb = x[idx].float().div_(255), y[idx]
         loss = F.cross_entropy(model(xb), yb)
         opt.zero_grad(set_to_none=True)
@@ -96,8 +117,10 @@ def main() -> None:
     x, y = D.load_split("cifar10", "test", source="synthetic", root="", limit=a.n_eval)
     # As the workflow evaluates (schema default): points stop moving once misclassified.
     pgd = {"name": "pgd", "steps": 10, "alpha_rel": 0.25, "random_start": True, "restarts": 1, "early_stop": True}
-    grids = {"fine grid 1..16/255": [i / 255 for i in (1, 2, 3, 4, 6, 8, 12, 16)],
-             "Table 1 paper-tier CIFAR grid 2..32/255": [i / 255 for i in (2, 4, 8, 12, 16, 20, 24, 28, 32)]}
+    grids = {
+        "fine grid 1..16/255": [i / 255 for i in (1, 2, 3, 4, 6, 8, 12, 16)],
+        "Table 1 paper-tier CIFAR grid 2..32/255": [i / 255 for i in (2, 4, 8, 12, 16, 20, 24, 28, 32)],
+    }
     for name, grid in grids.items():
         sweep_vs_torchattacks(model, x, y, grid, pgd, a.repeats, name, torchattacks)
 
@@ -112,9 +135,9 @@ def sweep_vs_torchattacks(model, x, y, grid, pgd, repeats, name, torchattacks) -
             atk = torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=10, random_start=True)
             correct = 0
             for i in range(0, len(y), 256):
-                xa = atk(xf[i:i + 256], y[i:i + 256])
+                xa = atk(xf[i : i + 256], y[i : i + 256])
                 with torch.no_grad():
-                    correct += (model(xa).argmax(1) == y[i:i + 256]).sum().item()
+                    correct += (model(xa).argmax(1) == y[i : i + 256]).sum().item()
             ref.append(correct / len(y))
         tr.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
@@ -124,9 +147,11 @@ def sweep_vs_torchattacks(model, x, y, grid, pgd, repeats, name, torchattacks) -
     print("  eps*255 | torchattacks PGD acc | sweep PGD acc")
     for eps, a_ref, e in zip(grid, ref, ours["per_eps"]):
         print(f"  {eps * 255:7.0f} | {a_ref:20.3f} | {e['robust_acc']:.3f}")
-    print(f"[2] {name}: eps-grid sweep speed-up vs torchattacks per eps: median {statistics.median(tr) / statistics.median(ts):.2f}x (goal >= 3), "
-          f"clean acc {ours['clean_acc']:.3f}; sweep never weaker (within 2 examples of random-start noise): "
-          f"{all(e['robust_acc'] <= a + 2 / len(y) for a, e in zip(ref, ours['per_eps']))}")
+    print(
+        f"[2] {name}: eps-grid sweep speed-up vs torchattacks per eps: median {statistics.median(tr) / statistics.median(ts):.2f}x (goal >= 3), "
+        f"clean acc {ours['clean_acc']:.3f}; sweep never weaker (within 2 examples of random-start noise): "
+        f"{all(e['robust_acc'] <= a + 2 / len(y) for a, e in zip(ref, ours['per_eps']))}"
+    )
 
 
 if __name__ == "__main__":

@@ -76,23 +76,30 @@ def test_at_least_as_strong_as_torchattacks(setup, eps):
     assert ours_pgd <= ref_pgd + slack
 
 
-def test_grid_sweep_is_monotone_and_matches_independent_attacks(setup):
+def test_each_radius_is_attacked_alone_and_cumulative_is_the_worst_case(setup):
     m, x, y = setup
     x8 = (x * 255).round().to(torch.uint8)
     grid = [0.0, 0.01, 0.03, 0.06, 0.1]
     # Deterministic PGD (no random start), so that the grid and the single-radius runs are comparable.
     atk = make_attack({"name": "pgd", "steps": 10, "random_start": False})
     res = robust_accuracy(m, x8, y, grid, atk, batch_size=50)
-    accs = [e["robust_acc"] for e in res["per_eps"]]
-    assert accs == sorted(accs, reverse=True)
-    assert accs[0] == pytest.approx(res["clean_acc"])
-    attacked = [e["attacked"] for e in res["per_eps"]]
-    assert attacked[-1] < attacked[1]  # later radii attack only what is still robust
-    # Each grid value is no weaker than attacking that radius alone (one example of slack for
-    # float differences between batch compositions).
-    for eps, acc in zip(grid[1:], accs[1:]):
+    assert res["mode"] == "independent"
+    per = res["per_eps"]
+    assert per[0]["robust_acc"] == pytest.approx(res["clean_acc"])
+    # The paper's measurement: every radius attacked alone, from every clean-correct point.
+    assert all(e["attacked"] == round(res["clean_acc"] * len(y)) for e in per[1:])
+    for eps, e in zip(grid[1:], per[1:]):
         alone = robust_accuracy(m, x8, y, [eps], atk, batch_size=50)["per_eps"][0]["robust_acc"]
-        assert acc <= alone + 1 / len(y) + 1e-9
+        assert e["robust_acc"] == pytest.approx(alone)
+    # The cumulative column is the worst case up to eps: monotone, and never above the radius alone.
+    cum = [e["robust_acc_cumulative"] for e in per]
+    assert cum == sorted(cum, reverse=True)
+    assert all(c <= e["robust_acc"] + 1e-12 for c, e in zip(cum, per))
+    # The cheap sweep (only survivors re-attacked) measures exactly the same cumulative column.
+    sweep = robust_accuracy(m, x8, y, grid, atk, batch_size=50, independent=False)
+    assert [e["robust_acc_cumulative"] for e in sweep["per_eps"]] == pytest.approx(cum)
+    assert all(e["robust_acc"] is None for e in sweep["per_eps"])
+    assert sweep["per_eps"][-1]["attacked"] < sweep["per_eps"][1]["attacked"]
 
 
 def test_attack_mode_restores_training_state(setup):

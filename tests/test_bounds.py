@@ -204,16 +204,23 @@ def triangle_lp(Ws, bs, lo, hi, pre, c):
             row[prev] = -Ws[k][i]
             A_eq.append(row), b_eq.append(bs[k][i])
             if u[i] <= 0:
-                row = np.zeros(nvar); row[a_idx[i]] = 1.0
+                row = np.zeros(nvar)
+                row[a_idx[i]] = 1.0
                 A_eq.append(row), b_eq.append(0.0)
             elif l[i] >= 0:
-                row = np.zeros(nvar); row[a_idx[i]] = 1.0; row[z_idx[i]] = -1.0
+                row = np.zeros(nvar)
+                row[a_idx[i]] = 1.0
+                row[z_idx[i]] = -1.0
                 A_eq.append(row), b_eq.append(0.0)
             else:
-                row = np.zeros(nvar); row[z_idx[i]] = 1.0; row[a_idx[i]] = -1.0  # z - a <= 0
+                row = np.zeros(nvar)
+                row[z_idx[i]] = 1.0
+                row[a_idx[i]] = -1.0  # z - a <= 0
                 A_ub.append(row), b_ub.append(0.0)
                 s = u[i] / (u[i] - l[i])
-                row = np.zeros(nvar); row[a_idx[i]] = 1.0; row[z_idx[i]] = -s  # a - s z <= -s l
+                row = np.zeros(nvar)
+                row[a_idx[i]] = 1.0
+                row[z_idx[i]] = -s  # a - s z <= -s l
                 A_ub.append(row), b_ub.append(-s * l[i])
         var_bounds += [(l[i], u[i]) for i in range(h)] + [(0.0, None)] * h
         prev = a_idx
@@ -353,7 +360,7 @@ def test_toy_network_hand_computed():
     assert bounds.crown(net, lo, hi, C).item() == pytest.approx(-1.0)
     A, d = bounds.linear_bounds(net, lo, hi, C)
     assert A.flatten().tolist() == pytest.approx([0.75, 1.25]) and d.item() == pytest.approx(-1.0)
-    (l1, u1), = bounds.intermediate_bounds(net, lo, hi)
+    ((l1, u1),) = bounds.intermediate_bounds(net, lo, hi)
     assert l1.flatten().tolist() == pytest.approx([-0.5, -1.5]) and u1.flatten().tolist() == pytest.approx([1.5, 0.5])
     # The unclipped forward value: h = (0.5, -0.5) -> a = (0.5, 0) -> z = (0.5, 0.25), margin 0.25.
     assert net(x).flatten().tolist() == pytest.approx([0.5, 0.25])

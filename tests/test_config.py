@@ -30,19 +30,22 @@ def test_empty_config_gets_every_default():
     assert cfg["data"]["root"] == "resources/data"
 
 
-@pytest.mark.parametrize("override, key", [
-    ({"node": {"fig1": {"train": {"epocs": 3}}}}, "node.fig1.train: Additional properties are not allowed ('epocs'"),
-    ({"node": {"fig1": {"train": {"epochs": 0}}}}, "node.fig1.train.epochs: 0 is less than the minimum of 1"),
-    ({"device": "tpu"}, "device: 'tpu' does not match"),
-    ({"node": {"fig1": {"eps": "8/2x"}}}, "node.fig1.eps:"),
-    ({"data": {"cifar10": {"source": "fake"}}}, "data.cifar10.source: 'fake' is not one of"),
-    ({"node": {"fig1": {"model": {"name": "resnet56", "widht": 3}}}}, "node.fig1.model.widht: unknown parameter"),
-    ({"node": {"fig1": {"model": {"name": "resnet5000"}}}}, "node.fig1.model.name: unknown model 'resnet5000'"),
-    ({"node": {"fig1": {"train": {"objective": {"name": "pgd_at", "epsilon": 0.1}}}}}, "node.fig1.train.objective.epsilon: unknown parameter"),
-    ({"node": {"fig1": {"train": {"objective": {"name": "magic"}}}}}, "node.fig1.train.objective.name: unknown objective 'magic'"),
-    ({"node": {"attacks": {"fgsm": {"name": "fgsm", "steps": 3}}}}, "node.attacks.fgsm.steps: unknown parameter"),
-    ({"papers": ["node", "ssp2"]}, "papers.1: 'ssp2' is not one of"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ({"node": {"fig1": {"train": {"epocs": 3}}}}, "node.fig1.train: Additional properties are not allowed ('epocs'"),
+        ({"node": {"fig1": {"train": {"epochs": 0}}}}, "node.fig1.train.epochs: 0 is less than the minimum of 1"),
+        ({"device": "tpu"}, "device: 'tpu' does not match"),
+        ({"node": {"fig1": {"eps": "8/2x"}}}, "node.fig1.eps:"),
+        ({"data": {"cifar10": {"source": "fake"}}}, "data.cifar10.source: 'fake' is not one of"),
+        ({"node": {"fig1": {"model": {"name": "resnet56", "widht": 3}}}}, "node.fig1.model.widht: unknown parameter"),
+        ({"node": {"fig1": {"model": {"name": "resnet5000"}}}}, "node.fig1.model.name: unknown model 'resnet5000'"),
+        ({"node": {"fig1": {"train": {"objective": {"name": "pgd_at", "epsilon": 0.1}}}}}, "node.fig1.train.objective.epsilon: unknown parameter"),
+        ({"node": {"fig1": {"train": {"objective": {"name": "magic"}}}}}, "node.fig1.train.objective.name: unknown objective 'magic'"),
+        ({"node": {"attacks": {"fgsm": {"name": "fgsm", "steps": 3}}}}, "node.attacks.fgsm.steps: unknown parameter"),
+        ({"papers": ["node", "ssp2"]}, "papers.1: 'ssp2' is not one of"),
+    ],
+)
 def test_bad_config_names_the_key(repo_root, override, key):
     with pytest.raises(ConfigError) as err:
         load(repo_root / "config/config.yaml", overrides=override)
@@ -89,7 +92,7 @@ def test_every_schema_key_has_description_and_default():
             missing.append(f"{path}: default")
     assert not missing, missing
     # additionalProperties: false on every object with fixed keys
-    for path, raw, resolved, _ in _props(sch):
+    for path, _raw, resolved, _ in _props(sch):
         if resolved.get("type") == "object" and "properties" in resolved and path.split(".")[-1] not in ("model", "objective"):
             assert resolved.get("additionalProperties") is False or isinstance(resolved.get("additionalProperties"), dict), path
 
@@ -97,8 +100,13 @@ def test_every_schema_key_has_description_and_default():
 def test_snakemake_stops_before_any_job_on_a_bad_config(repo_root, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"node": {"fig1": {"train": {"epocs": 3}}}}))
-    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "config/smoke.yaml", str(bad)],
-                         cwd=repo_root, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "config/smoke.yaml", str(bad)],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode != 0
     out = res.stdout + res.stderr
     assert "node.fig1.train" in out and "epocs" in out

@@ -16,24 +16,62 @@ from robrepro.results import load_result
 
 def tiny_spec(objective=None, epochs=3, limit=384, every=2):
     return {
-        "paper": "node", "experiment": "test", "run": "tiny", "tier": "smoke", "seed": 3,
+        "paper": "node",
+        "experiment": "test",
+        "run": "tiny",
+        "tier": "smoke",
+        "seed": 3,
         "data": {"name": "cifar10", "source": "synthetic", "mean": [0.5] * 3, "std": [0.25] * 3, "synthetic_seed": 0, "train_limit": limit, "test_limit": 64},
         "model": {"name": "cifar_resnet", "depth": 8, "width": 4, "h": 0.5},
-        "train": {"epochs": epochs, "batch_size": 32, "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
-                  "lr_schedule": {"name": "multistep", "milestones": [2], "gamma": 0.1}, "augment": {"crop_pad": 2, "flip": True},
-                  # PGD training draws random starts from the global RNG: resume must restore it.
-                  "objective": objective or {"name": "pgd_at", "eps": 0.03, "steps": 2},
-                  "checkpoint_every_steps": every, "deterministic": True},
+        "train": {
+            "epochs": epochs,
+            "batch_size": 32,
+            "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+            "lr_schedule": {"name": "multistep", "milestones": [2], "gamma": 0.1},
+            "augment": {"crop_pad": 2, "flip": True},
+            # PGD training draws random starts from the global RNG: resume must restore it.
+            "objective": objective or {"name": "pgd_at", "eps": 0.03, "steps": 2},
+            "checkpoint_every_steps": every,
+            "deterministic": True,
+        },
     }
 
 
 def _run_inprocess(tmp: Path, spec):
-    return train(spec, data_root=str(tmp), model_out=tmp / "model.pt", result_out=tmp / "train.json", checkpoint=tmp / "ckpt.pt", device="cpu", threads=1, progress_bar=False)
+    return train(
+        spec,
+        data_root=str(tmp),
+        model_out=tmp / "model.pt",
+        result_out=tmp / "train.json",
+        checkpoint=tmp / "ckpt.pt",
+        device="cpu",
+        threads=1,
+        progress_bar=False,
+    )
 
 
 def _cmd(tmp: Path, spec):
-    return [sys.executable, "-m", "robrepro", "train", "--spec", json.dumps(spec), "--data-root", str(tmp), "--device", "cpu", "--threads", "1",
-            "--checkpoint", str(tmp / "ckpt.pt"), "--model-out", str(tmp / "model.pt"), "--result-out", str(tmp / "train.json"), "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "robrepro",
+        "train",
+        "--spec",
+        json.dumps(spec),
+        "--data-root",
+        str(tmp),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--checkpoint",
+        str(tmp / "ckpt.pt"),
+        "--model-out",
+        str(tmp / "model.pt"),
+        "--result-out",
+        str(tmp / "train.json"),
+        "--no-progress",
+    ]
 
 
 def _state(tmp: Path):

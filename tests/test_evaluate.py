@@ -19,7 +19,9 @@ def _net():
 
 def test_verified_error_is_an_upper_bound_of_attack_error():
     m, x, y = _net()
-    res = evaluate.certified_errors(m, x, y, [0.0, 0.005, 0.02, 0.1], ["ibp", "crown_ibp"], make_attack({"name": "pgd", "steps": 10, "early_stop": True}), batch_size=16)
+    res = evaluate.certified_errors(
+        m, x, y, [0.0, 0.005, 0.02, 0.1], ["ibp", "crown_ibp"], make_attack({"name": "pgd", "steps": 10, "early_stop": True}), batch_size=16
+    )
     prev = -1
     for e in res["per_eps"]:
         for b, v in e["verified_err"].items():

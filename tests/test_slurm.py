@@ -113,18 +113,14 @@ def snakemake_cmd(*args):
 def run_snakemake(workdir, *args, cluster=None, timeout=RUN_TIMEOUT_S):
     """Run Snakemake to the end; returns (CompletedProcess, seconds)."""
     t0 = time.monotonic()
-    proc = subprocess.run(
-        snakemake_cmd(*args), cwd=workdir, env=_env(cluster), capture_output=True, text=True, timeout=timeout
-    )
+    proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, env=_env(cluster), capture_output=True, text=True, timeout=timeout)
     return proc, time.monotonic() - t0
 
 
 def start_snakemake(workdir, *args, cluster=None):
     """Start Snakemake in the background (output to workdir/snakemake.out)."""
     out = open(Path(workdir) / "snakemake.out", "w")
-    proc = subprocess.Popen(
-        snakemake_cmd(*args), cwd=workdir, env=_env(cluster), stdout=out, stderr=subprocess.STDOUT, text=True
-    )
+    proc = subprocess.Popen(snakemake_cmd(*args), cwd=workdir, env=_env(cluster), stdout=out, stderr=subprocess.STDOUT, text=True)
     proc.out_path = Path(workdir) / "snakemake.out"
     return proc
 
@@ -148,9 +144,20 @@ def reference_metrics(tmp_path, seed, steps):
     """Metrics of an uninterrupted training run (no Snakemake, no SLURM, no sleep)."""
     out = tmp_path / f"reference_seed{seed}.json"
     subprocess.run(
-        [sys.executable, str(TOY / "scripts" / "train.py"), "--seed", str(seed), "--steps", str(steps),
-         "--ckpt", str(tmp_path / f"reference_ckpt{seed}.json"), "--out", str(out)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            str(TOY / "scripts" / "train.py"),
+            "--seed",
+            str(seed),
+            "--steps",
+            str(steps),
+            "--ckpt",
+            str(tmp_path / f"reference_ckpt{seed}.json"),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
     )
     return out.read_text()
 
@@ -235,7 +242,7 @@ def test_toy_workflow_through_slurm_profile_matches_local_run(local_run, slurm_r
     assert "Submitted group report (3 jobs: eval, table)" in text
     # every job's log is named in Snakemake's output and exists
     for job in jobs:
-        label = job["JobName"][len("smk-"):].rsplit("-", 1)[0]
+        label = job["JobName"][len("smk-") :].rsplit("-", 1)[0]
         log = slurm_dir / ".snakemake" / "submitit" / label / f"{job['JobID']}_0_log.out"
         assert log.exists() and f"log: {log}" in text
     assert not list((slurm_dir / ".snakemake" / "submitit" / "registry").glob("*.json"))
@@ -263,15 +270,25 @@ def test_time_limit_and_scontrol_requeue_resume_to_identical_metrics(slurm_clust
     """
     steps = 40  # 1 s per step: longer than the 1-minute limit's signal point
     proc = start_snakemake(
-        tmp_path, "--profile", str(profile_dir), "--config", "seeds=1,2", f"steps={steps}", "sleep=1",
-        "short_runtime_seed=1", "--", "results/train/seed1.json", "results/train/seed2.json",
+        tmp_path,
+        "--profile",
+        str(profile_dir),
+        "--config",
+        "seeds=1,2",
+        f"steps={steps}",
+        "sleep=1",
+        "short_runtime_seed=1",
+        "--",
+        "results/train/seed1.json",
+        "results/train/seed2.json",
         cluster=slurm_cluster,
     )
     try:
         with slurm_cluster.release_requeued() as releaser:
             job2 = wait_for(
                 lambda: train_job(slurm_cluster, tmp_path, 2) if checkpoint_step(tmp_path, 2) >= 3 else None,
-                120, "seed 2 training to checkpoint step 3",
+                120,
+                "seed 2 training to checkpoint step 3",
             )
             slurm_cluster.run("scontrol", "requeue", job2["id"])
             rc = proc.wait(timeout=RUN_TIMEOUT_S)
@@ -303,18 +320,35 @@ def test_preemption_checkpoints_and_resumes(slurm_cluster, profile_dir, tmp_path
     """A job in the 'urgent' partition preempts the training; submitit requeues it (USR2)."""
     steps = 15
     proc = start_snakemake(
-        tmp_path, "--profile", str(profile_dir), "--config", "seeds=3", f"steps={steps}", "sleep=1",
-        "--", "results/train/seed3.json", cluster=slurm_cluster,
+        tmp_path,
+        "--profile",
+        str(profile_dir),
+        "--config",
+        "seeds=3",
+        f"steps={steps}",
+        "sleep=1",
+        "--",
+        "results/train/seed3.json",
+        cluster=slurm_cluster,
     )
     try:
         with slurm_cluster.release_requeued():
             job = wait_for(
                 lambda: train_job(slurm_cluster, tmp_path, 3) if checkpoint_step(tmp_path, 3) >= 2 else None,
-                120, "seed 3 training to checkpoint step 2",
+                120,
+                "seed 3 training to checkpoint step 2",
             )
             urgent = slurm_cluster.run(
-                "sbatch", "--parsable", "-p", slurm_cluster.urgent_partition, "-c", str(slurm_cluster.cpus),
-                "-o", os.devnull, "--wrap", "sleep 2",
+                "sbatch",
+                "--parsable",
+                "-p",
+                slurm_cluster.urgent_partition,
+                "-c",
+                str(slurm_cluster.cpus),
+                "-o",
+                os.devnull,
+                "--wrap",
+                "sleep 2",
             ).strip()
             rc = proc.wait(timeout=RUN_TIMEOUT_S)
     finally:
@@ -340,11 +374,20 @@ def test_scancel_makes_snakemake_fail_clearly(slurm_cluster, profile_dir, tmp_pa
     The profile has retries: 1, so the job is resubmitted once; both are cancelled.
     """
     proc = start_snakemake(
-        tmp_path, "--profile", str(profile_dir), "--config", "seeds=1", "steps=200", "sleep=1",
-        "--", "results/train/seed1.json", cluster=slurm_cluster,
+        tmp_path,
+        "--profile",
+        str(profile_dir),
+        "--config",
+        "seeds=1",
+        "steps=200",
+        "sleep=1",
+        "--",
+        "results/train/seed1.json",
+        cluster=slurm_cluster,
     )
     cancelled = []
     try:
+
         def cancel_running():
             job = train_job(slurm_cluster, tmp_path, 1)
             if job and job["id"] not in cancelled:
@@ -367,8 +410,16 @@ def test_scancel_makes_snakemake_fail_clearly(slurm_cluster, profile_dir, tmp_pa
 @slurm
 def test_sigterm_cancels_jobs_in_flight(slurm_cluster, profile_dir, tmp_path):
     proc = start_snakemake(
-        tmp_path, "--profile", str(profile_dir), "--config", "seeds=1", "steps=200", "sleep=1",
-        "--", "results/train/seed1.json", cluster=slurm_cluster,
+        tmp_path,
+        "--profile",
+        str(profile_dir),
+        "--config",
+        "seeds=1",
+        "steps=200",
+        "sleep=1",
+        "--",
+        "results/train/seed1.json",
+        cluster=slurm_cluster,
     )
     try:
         job = wait_for(lambda: train_job(slurm_cluster, tmp_path, 1), 120, "the train job to run")
@@ -382,9 +433,9 @@ def test_sigterm_cancels_jobs_in_flight(slurm_cluster, profile_dir, tmp_path):
     assert rc != 0 and seconds < 30, explain(text, slurm_cluster)
     assert f"Cancelling 1 slurm job(s): {job['id']}" in text
     state = wait_for(
-        lambda: next((j["State"] for j in slurm_cluster.jobs_in(tmp_path) if j["JobID"] == job["id"]
-                      and j["State"].startswith("CANCELLED")), None),
-        30, "the job to be CANCELLED in sacct",
+        lambda: next((j["State"] for j in slurm_cluster.jobs_in(tmp_path) if j["JobID"] == job["id"] and j["State"].startswith("CANCELLED")), None),
+        30,
+        "the job to be CANCELLED in sacct",
     )
     assert state.startswith("CANCELLED")
     assert not list((tmp_path / ".snakemake" / "submitit" / "registry").glob("*.json"))
@@ -404,8 +455,7 @@ def _kill_and_restart(slurm_cluster, profile_dir, tmp_path):
     config = ["--config", "seeds=1,2", f"steps={steps}", "sleep=1"]
     first = start_snakemake(tmp_path, "--profile", str(profile_dir), *config, cluster=slurm_cluster)
     try:
-        wait_for(lambda: train_job(slurm_cluster, tmp_path, 1) and train_job(slurm_cluster, tmp_path, 2),
-                 120, "both train jobs to run")
+        wait_for(lambda: train_job(slurm_cluster, tmp_path, 1) and train_job(slurm_cluster, tmp_path, 2), 120, "both train jobs to run")
         first.send_signal(signal.SIGKILL)  # no chance to cancel anything
         first.wait(timeout=30)
     finally:
@@ -435,20 +485,35 @@ def _kill_and_restart(slurm_cluster, profile_dir, tmp_path):
 # ----------------------------------------------------------- no cluster needed
 def test_resources_become_sbatch_flags(tmp_path):
     import submitit
+
     from snakemake_executor_plugin_submitit.resources import submission_parameters
     from snakemake_executor_plugin_submitit.settings import ExecutorSettings
 
     settings = ExecutorSettings(partition="cpu", account="proj", sbatch_extra="--mail-type=FAIL --exclusive")
     resources = {
-        "runtime": 30, "mem_mb": 2048, "gpu": 2, "slurm_partition": "gpu", "slurm_extra": "--hint=nomultithread",
+        "runtime": 30,
+        "mem_mb": 2048,
+        "gpu": 2,
+        "slurm_partition": "gpu",
+        "slurm_extra": "--hint=nomultithread",
     }
     params = submission_parameters(resources, 4, settings, "slurm", "smk-train-abc", comment="rule train")
     executor = submitit.AutoExecutor(folder=tmp_path, cluster="slurm")
     executor.update_parameters(**params)
     script = executor._executor._make_submission_file_text("true", "uid")
-    for flag in ("--partition=gpu", "--account=proj", "--time=30", "--cpus-per-task=4", "--mem=2GB",
-                 "--gpus-per-node=2", "--exclusive", "--mail-type=FAIL", "--hint=nomultithread",
-                 "--job-name=smk-train-abc", "--signal=USR2@120"):
+    for flag in (
+        "--partition=gpu",
+        "--account=proj",
+        "--time=30",
+        "--cpus-per-task=4",
+        "--mem=2GB",
+        "--gpus-per-node=2",
+        "--exclusive",
+        "--mail-type=FAIL",
+        "--hint=nomultithread",
+        "--job-name=smk-train-abc",
+        "--signal=USR2@120",
+    ):
         assert f"#SBATCH {flag}\n" in script, (flag, script)
 
     gres = submission_parameters({"gpu": 1, "runtime": 1}, 1, ExecutorSettings(gpu_flag="gres"), "slurm", "x")
@@ -478,11 +543,15 @@ def _workflow_copy(dest: Path, data_root: Path) -> Path:
     for d in ("workflow", "config", "envs"):
         shutil.copytree(REPO / d, dest / d)
     (dest / "src").symlink_to(REPO / "src")
-    (dest / "local.yaml").write_text(yaml.safe_dump({
-        "data": {"mirrors": [str(data_root)], "download": False},
-        "papers": ["node"],
-        "node": {"fig1": {"enabled": False}, "table1": {"datasets": ["mnist"], "attacks": ["pgd"]}},
-    }))
+    (dest / "local.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": {"mirrors": [str(data_root)], "download": False},
+                "papers": ["node"],
+                "node": {"fig1": {"enabled": False}, "table1": {"datasets": ["mnist"], "attacks": ["pgd"]}},
+            }
+        )
+    )
     return dest
 
 

@@ -15,8 +15,13 @@ pytestmark = pytest.mark.slow
 
 def snakemake(cwd, *args, configs=(), timeout=900):
     # Targets and flags first: --configfile takes every following word as a file.
-    return subprocess.run([sys.executable, "-m", "snakemake", *args, "--cores", "2", "--configfile", "config/smoke.yaml", "local.yaml", *configs],
-                          cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args, "--cores", "2", "--configfile", "config/smoke.yaml", "local.yaml", *configs],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +47,17 @@ def smoke_run(workdir):
 
 def test_smoke_workflow_builds_every_target(workdir, smoke_run):
     res, seconds = smoke_run
-    for f in ["figures/fig1.png", "figures/fig1.pdf", "figures/fig1.csv", "tables/table1.csv", "tables/table1.md", "tables/table1.tex",
-              "tables/clean.csv", "tables/clean.md", "tables/clean.tex"]:
+    for f in [
+        "figures/fig1.png",
+        "figures/fig1.pdf",
+        "figures/fig1.csv",
+        "tables/table1.csv",
+        "tables/table1.md",
+        "tables/table1.tex",
+        "tables/clean.csv",
+        "tables/clean.md",
+        "tables/clean.tex",
+    ]:
         assert (workdir / "results/node" / f).stat().st_size > 0, f
     md = (workdir / "results/node/tables/table1.md").read_text()
     assert "SYNTHETIC DATA" in md and "| synthetic |" in md and "| real |" in md
@@ -112,13 +126,19 @@ def test_report_lists_figures_and_tables(workdir, smoke_run):
 
 
 def test_lint_is_clean(repo_root):
-    res = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--configfile", "config/smoke.yaml"], cwd=repo_root,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "--configfile", "config/smoke.yaml"], cwd=repo_root, capture_output=True, text=True, timeout=300
+    )
     assert "Congratulations, your workflow is in a good condition!" in res.stdout + res.stderr, res.stdout + res.stderr
 
 
 def test_every_table_and_figure_is_a_named_target(repo_root):
-    res = subprocess.run([sys.executable, "-m", "snakemake", "--list-target-rules", "--configfile", "config/smoke.yaml"], cwd=repo_root,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--list-target-rules", "--configfile", "config/smoke.yaml"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     names = set(res.stdout.split())
     assert {"all", "node_fig1", "node_table1", "node_clean", "gm_table3", "gm_fig3", "gm_fig4"} <= names

@@ -33,8 +33,16 @@ def cmd_train(a) -> None:
     from .engine import Interrupted, train
 
     try:
-        doc = train(_spec(a.spec), data_root=a.data_root, model_out=a.model_out, result_out=a.result_out, checkpoint=a.checkpoint,
-                    device=a.device, threads=a.threads, progress_bar=not a.no_progress)
+        doc = train(
+            _spec(a.spec),
+            data_root=a.data_root,
+            model_out=a.model_out,
+            result_out=a.result_out,
+            checkpoint=a.checkpoint,
+            device=a.device,
+            threads=a.threads,
+            progress_bar=not a.no_progress,
+        )
     except Interrupted as stop:
         sys.exit(stop.code)
     print(f"[train] done: {json.dumps(doc['final'])}", file=sys.stderr)
@@ -62,7 +70,9 @@ class _EvalJob:
 
         s, ts = self.spec, self.train_spec
         head = {"paper": s["paper"], "run": s["run"], "experiment": ts.get("experiment"), "model": ts["model"]}
-        write_result(self.out, kind, {**head, **payload}, provenance(spec=s, seed=s["seed"], device=self.device, data_source=s["data"]["source"], started=self.started))
+        write_result(
+            self.out, kind, {**head, **payload}, provenance(spec=s, seed=s["seed"], device=self.device, data_source=s["data"]["source"], started=self.started)
+        )
 
 
 def cmd_attack(a) -> None:
@@ -78,8 +88,9 @@ def cmd_attack(a) -> None:
         if v is not None:
             nfe.append(v)
 
-    res = robust_accuracy(model, job.x, job.y, spec["eps"], make_attack(spec["attack"]), batch_size=spec["batch_size"], device=job.device,
-                          seed=spec["seed"], on_batch=record_nfe)
+    res = robust_accuracy(
+        model, job.x, job.y, spec["eps"], make_attack(spec["attack"]), batch_size=spec["batch_size"], device=job.device, seed=spec["seed"], on_batch=record_nfe
+    )
     # The clean forward NFE of the ODE models (the attack's NFE are recorded per batch above).
     predict(model, job.x[: spec["batch_size"]], spec["batch_size"], job.device)
     job.write("attack", {"attack": spec["attack"]["name"], **res, "nfe_mean": forward_nfe(model), "nfe_attack_mean": (sum(nfe) / len(nfe)) if nfe else None})
@@ -92,10 +103,15 @@ def cmd_verify(a) -> None:
 
     job = _EvalJob(a)
     spec = job.spec
-    res = certified_errors(job.model, job.x, job.y, spec["eps"], spec["methods"], make_attack(spec["attack"]), batch_size=spec["batch_size"],
-                           device=job.device, seed=spec["seed"])
+    res = certified_errors(
+        job.model, job.x, job.y, spec["eps"], spec["methods"], make_attack(spec["attack"]), batch_size=spec["batch_size"], device=job.device, seed=spec["seed"]
+    )
     job.write("verify", {"objective": job.train_spec["train"]["objective"], "labels": job.train_spec.get("labels", {}), **res})
-    print(f"[verify] std err {res['std_err']:.3f}; " + ", ".join(f"eps={e['eps']:.4g}: " + "/".join(f"{k} {v:.3f}" for k, v in e["verified_err"].items()) for e in res["per_eps"]), file=sys.stderr)
+    print(
+        f"[verify] std err {res['std_err']:.3f}; "
+        + ", ".join(f"eps={e['eps']:.4g}: " + "/".join(f"{k} {v:.3f}" for k, v in e["verified_err"].items()) for e in res["per_eps"]),
+        file=sys.stderr,
+    )
 
 
 def cmd_report(a) -> None:

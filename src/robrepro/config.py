@@ -86,12 +86,9 @@ def _kwargs_errors(where: str, fn, kwargs: dict[str, Any], skip=("self",)) -> li
 
 
 def _semantic_errors(config: dict[str, Any]) -> list[str]:
-    from . import models
-    from .attacks import ATTACKS
-    from .objectives import _OBJECTIVES, _load_all
+    from . import attacks, models, objectives
 
-    models._load_families()
-    _load_all()
+    model_registry, objective_registry, attack_registry = models.registry(), objectives.registry(), attacks.registry()
     errs: list[str] = []
     geometry = ("in_channels", "image_size", "num_classes")
 
@@ -100,17 +97,17 @@ def _semantic_errors(config: dict[str, Any]) -> list[str]:
             if "model" in node and isinstance(node["model"], dict) and "name" in node["model"]:
                 m = dict(node["model"])
                 name = m.pop("name")
-                if name not in models._REGISTRY:
-                    errs.append(f"  {path}.model.name: unknown model {name!r}; known: {', '.join(sorted(models._REGISTRY))}")
+                if name not in model_registry:
+                    errs.append(f"  {path}.model.name: unknown model {name!r}; known: {', '.join(sorted(model_registry))}")
                 else:
-                    errs.extend(_kwargs_errors(f"{path}.model", models._REGISTRY[name], m, skip=geometry))
+                    errs.extend(_kwargs_errors(f"{path}.model", model_registry[name], m, skip=geometry))
             if "objective" in node and isinstance(node["objective"], dict):
                 o = dict(node["objective"])
                 name = o.pop("name", None)
-                if name not in _OBJECTIVES:
-                    errs.append(f"  {path}.objective.name: unknown objective {name!r}; known: {', '.join(sorted(_OBJECTIVES))}")
+                if name not in objective_registry:
+                    errs.append(f"  {path}.objective.name: unknown objective {name!r}; known: {', '.join(sorted(objective_registry))}")
                 else:
-                    errs.extend(_kwargs_errors(f"{path}.objective", _OBJECTIVES[name].__init__, o))
+                    errs.extend(_kwargs_errors(f"{path}.objective", objective_registry[name].__init__, o))
             for k, v in node.items():
                 walk(v, f"{path}.{k}" if path else k)
         elif isinstance(node, list):
@@ -119,9 +116,9 @@ def _semantic_errors(config: dict[str, Any]) -> list[str]:
 
     walk(config, "")
     for path, spec in _attack_specs(config, ""):
-        if spec.get("name") in ATTACKS:
+        if spec.get("name") in attack_registry:
             a = dict(spec)
-            errs.extend(_kwargs_errors(path, ATTACKS[a.pop("name")], a, skip=("model", "x", "y", "eps", "generator")))
+            errs.extend(_kwargs_errors(path, attack_registry[a.pop("name")].fn, a, skip=("model", "x", "y", "eps", "generator")))
     return errs
 
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -161,18 +161,21 @@ def augment(x: torch.Tensor, g: torch.Generator, crop_pad: int = 0, flip: bool =
         padded = torch.nn.functional.pad(x, (crop_pad,) * 4)
         dx = torch.randint(0, 2 * crop_pad + 1, (n,), generator=g).tolist()
         dy = torch.randint(0, 2 * crop_pad + 1, (n,), generator=g).tolist()
-        x = torch.stack([padded[i, :, dy[i]:dy[i] + hgt, dx[i]:dx[i] + wid] for i in range(n)])
+        x = torch.stack([padded[i, :, dy[i] : dy[i] + hgt, dx[i] : dx[i] + wid] for i in range(n)])
     if flip:
         mask = torch.rand(x.shape[0], generator=g) < 0.5
         x = torch.where(mask[:, None, None, None], x.flip(3), x)
     return x
 
 
-def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, order: torch.Tensor | None = None,
-            start: int = 0, device="cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, *, order: torch.Tensor | None = None, start: int = 0, device="cpu"
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Float batches in [0, 1] on ``device``, in ``order`` (default: as stored), from batch ``start`` on."""
     n = x.shape[0]
     idx = torch.arange(n) if order is None else order
     for b in range(start, (n + batch_size - 1) // batch_size):
-        sel = idx[b * batch_size:(b + 1) * batch_size]
-        yield x[sel].to(device, non_blocking=True).float().div_(255), y[sel].to(device, non_blocking=True)
+        sel = idx[b * batch_size : (b + 1) * batch_size]
+        xb = x[sel].to(device, non_blocking=True)
+        # uint8 images become floats in [0, 1]; float data (tabular features) pass as they are.
+        yield (xb.float().div_(255) if xb.dtype == torch.uint8 else xb.float()), y[sel].to(device, non_blocking=True)

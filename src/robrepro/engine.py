@@ -65,14 +65,17 @@ def build_model(spec: dict[str, Any]) -> torch.nn.Module:
     info = D.INFO[spec["data"]["name"]]
     kw = dict(spec["model"])
     name = kw.pop("name")
-    return models.build(name, in_channels=info.in_channels, image_size=info.image_size, num_classes=info.num_classes,
-                        mean=spec["data"]["mean"], std=spec["data"]["std"], **kw)
+    return models.build(
+        name, in_channels=info.in_channels, image_size=info.image_size, num_classes=info.num_classes, mean=spec["data"]["mean"], std=spec["data"]["std"], **kw
+    )
 
 
 def make_optimizer(params, cfg: dict[str, Any]) -> torch.optim.Optimizer:
     name = cfg["name"]
     if name == "sgd":
-        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.0), weight_decay=cfg.get("weight_decay", 0.0), nesterov=cfg.get("nesterov", False))
+        return torch.optim.SGD(
+            params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.0), weight_decay=cfg.get("weight_decay", 0.0), nesterov=cfg.get("nesterov", False)
+        )
     if name == "adam":
         return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
     raise ValueError(f"unknown optimizer {name!r}")
@@ -125,7 +128,9 @@ class _SignalFlag:
 
 
 def _rng_state() -> dict[str, Any]:
-    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    # Plain tensors, numbers and strings only: checkpoints load with weights_only=True (no pickled code).
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    st = {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached], "python": list(random.getstate())}
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -133,8 +138,10 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(st: dict[str, Any]) -> None:
     torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy"])
-    random.setstate(st["python"])
+    kind, keys, pos, has_gauss, cached = st["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = st["python"]
+    random.setstate((version, tuple(internal), gauss))
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
 
@@ -144,8 +151,30 @@ def save_checkpoint(path: Path, **state) -> None:
         torch.save(state, tmp)
 
 
-def train(spec: dict[str, Any], *, data_root: str, model_out: str | os.PathLike, result_out: str | os.PathLike,
-          checkpoint: str | os.PathLike, device: str = "auto", threads: int | None = None, progress_bar: bool = True) -> dict[str, Any]:
+def safe_load(path: str | os.PathLike, device="cpu") -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True``: tensors and plain containers only, never pickled code.
+
+    A file that needs more (tampered, or from another program) stops with an error naming it.
+    """
+    import pickle
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        raise ValueError(f"{path}: not a model or checkpoint this workflow wrote (refused to load: {str(err).splitlines()[0]})") from err
+
+
+def train(
+    spec: dict[str, Any],
+    *,
+    data_root: str,
+    model_out: str | os.PathLike,
+    result_out: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    device: str = "auto",
+    threads: int | None = None,
+    progress_bar: bool = True,
+) -> dict[str, Any]:
     """Train the run described by ``spec``; write the model and a result JSON; return the result."""
     started = time.time()
     tcfg = spec["train"]
@@ -172,7 +201,7 @@ def train(spec: dict[str, Any], *, data_root: str, model_out: str | os.PathLike,
     ckpt_path, h = Path(checkpoint), spec_hash(spec)
     step, history, resumed_from, sums = 0, [], None, {}
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        ck = safe_load(ckpt_path, dev)
         if ck.get("spec_hash") == h:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -183,13 +212,29 @@ def train(spec: dict[str, Any], *, data_root: str, model_out: str | os.PathLike,
             print(f"[train] ignoring checkpoint {ckpt_path}: written for another spec", file=sys.stderr)
 
     def checkpoint_now():
-        save_checkpoint(ckpt_path, spec_hash=h, model=model.state_dict(), optimizer=opt.state_dict(), step=step,
-                        epoch=step // steps_per_epoch, history=history, epoch_sums=sums, rng=_rng_state(), lr=lr_at(tcfg["optimizer"], tcfg.get("lr_schedule", {}), step, steps_per_epoch, epochs))
+        save_checkpoint(
+            ckpt_path,
+            spec_hash=h,
+            model=model.state_dict(),
+            optimizer=opt.state_dict(),
+            step=step,
+            epoch=step // steps_per_epoch,
+            history=history,
+            epoch_sums=sums,
+            rng=_rng_state(),
+            lr=lr_at(tcfg["optimizer"], tcfg.get("lr_schedule", {}), step, steps_per_epoch, epochs),
+        )
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps_per_epoch * epochs, initial=step, disable=not progress_bar, desc=f"train {spec.get('run', '')}",
-               mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
+    bar = tqdm(
+        total=steps_per_epoch * epochs,
+        initial=step,
+        disable=not progress_bar,
+        desc=f"train {spec.get('run', '')}",
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        file=sys.stderr,
+    )
     model.train()
     loop_start = time.perf_counter()
     with _SignalFlag() as sig:
@@ -204,14 +249,19 @@ def train(spec: dict[str, Any], *, data_root: str, model_out: str | os.PathLike,
                     xb = D.augment(xb.cpu(), g, aug.get("crop_pad", 0), aug.get("flip", False)).to(dev)
                 for group in opt.param_groups:
                     group["lr"] = lr_at(tcfg["optimizer"], tcfg.get("lr_schedule", {}), step, steps_per_epoch, epochs)
-                loss, metrics = objective.loss(model, xb, yb, Progress(epoch, step, steps_per_epoch, epochs))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss at step {step}: {metrics}")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                opt.step()
+                progress = Progress(epoch, step, steps_per_epoch, epochs)
+                if objective.owns_step:
+                    # The objective runs its own forward/backward/update (YOPO's inner updates).
+                    metrics = objective.train_step(model, opt, xb, yb, progress)
+                else:
+                    loss, metrics = objective.loss(model, xb, yb, progress)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"non-finite loss at step {step}: {metrics}")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if grad_clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                    opt.step()
                 step += 1
                 w = yb.shape[0]
                 sums["n"] = sums.get("n", 0) + w
@@ -235,9 +285,18 @@ def train(spec: dict[str, Any], *, data_root: str, model_out: str | os.PathLike,
 
     with atomic_path(model_out) as tmp:
         torch.save({"spec": spec, "spec_hash": h, "state_dict": model.state_dict()}, tmp)
-    payload = {"paper": spec.get("paper"), "experiment": spec.get("experiment"), "run": spec.get("run"),
-               "steps": step, "epochs": epochs, "train_size": n, "history": history, "final": history[-1] if history else {},
-               "resumed_from_step": resumed_from, "loop_seconds": round(loop_seconds, 4)}
+    payload = {
+        "paper": spec.get("paper"),
+        "experiment": spec.get("experiment"),
+        "run": spec.get("run"),
+        "steps": step,
+        "epochs": epochs,
+        "train_size": n,
+        "history": history,
+        "final": history[-1] if history else {},
+        "resumed_from_step": resumed_from,
+        "loop_seconds": round(loop_seconds, 4),
+    }
     prov = provenance(spec=spec, seed=seed, device=dev, data_source=dspec["source"], started=started)
     doc = write_result(result_out, "train", payload, prov)
     # The final model is written: a stale checkpoint could only resume a finished run, or, after a
@@ -248,7 +307,7 @@ def train(spec: dict[str, Any], *, data_root: str, model_out: str | os.PathLike,
 
 def load_model(path: str | os.PathLike, device="cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """A trained model and its run spec from a ``model.pt`` written by :func:`train`."""
-    ck = torch.load(path, map_location=device, weights_only=False)
+    ck = safe_load(path, device)
     model = build_model(ck["spec"]).to(device)
     model.load_state_dict(ck["state_dict"])
     model.eval()

@@ -17,38 +17,50 @@ import torch
 from torch import nn
 
 from . import bounds
-from .attacks import Attack, attack_mode, robust_accuracy
+from .attacks import Attack, attack_mode, robust_accuracy, to_input
 
 
 class UnsoundBound(AssertionError):
     """A certified point was broken by an attack: the bound engine is wrong, results are void."""
 
 
-def verified_masks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float], method: str, *,
-                   batch_size: int, device) -> dict[float, torch.Tensor]:
+def verified_masks(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float], method: str, *, batch_size: int, device
+) -> dict[float, torch.Tensor]:
     """eps -> bool tensor of points verified at eps under ``method``, for uint8 images ``x``."""
     out = {e: torch.zeros(len(y), dtype=torch.bool) for e in eps_grid}
     # The radii of a chunk are bounded in one batched pass of chunk * batch boxes; keep that near batch_size.
     per_chunk = max(1, batch_size // min(batch_size, max(1, len(y))))
     with attack_mode(model):
         for i in range(0, len(y), batch_size):
-            xb, yb = x[i:i + batch_size].to(device).float().div_(255), y[i:i + batch_size].to(device)
+            xb, yb = to_input(x[i : i + batch_size], device), y[i : i + batch_size].to(device)
             for j in range(0, len(eps_grid), per_chunk):
-                radii = eps_grid[j:j + per_chunk]
+                radii = eps_grid[j : j + per_chunk]
                 ok = bounds.verified_radii(model, xb, yb, radii, method=method).cpu()
                 for e, row in zip(radii, ok):
-                    out[e][i:i + batch_size] = row
+                    out[e][i : i + batch_size] = row
     return out
 
 
-def certified_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float], methods: list[str], attack: Attack, *,
-                     batch_size: int = 256, device="cpu", seed: int = 0) -> dict[str, Any]:
+def certified_errors(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps_grid: list[float],
+    methods: list[str],
+    attack: Attack,
+    *,
+    batch_size: int = 256,
+    device="cpu",
+    seed: int = 0,
+) -> dict[str, Any]:
     """Standard error, verified error per method and attack error (all in [0,1]) for every eps."""
     eps_grid = [float(e) for e in eps_grid]
     t0 = time.perf_counter()
-    rob = robust_accuracy(model, x, y, eps_grid, attack, batch_size=batch_size, device=device, seed=seed, return_masks=True)
+    # Worst case up to each radius: the strongest attack evidence against a certificate, and cheap.
+    rob = robust_accuracy(model, x, y, eps_grid, attack, batch_size=batch_size, device=device, seed=seed, independent=False, return_masks=True)
     t_attack = time.perf_counter() - t0
-    per_eps = {e: {"eps": e, "attack_err": 1 - r["robust_acc"], "verified_err": {}} for e, r in zip(eps_grid, rob["per_eps"])}
+    per_eps = {e: {"eps": e, "attack_err": 1 - r["robust_acc_cumulative"], "verified_err": {}} for e, r in zip(eps_grid, rob["per_eps"])}
     seconds = {}
     for method in methods:
         t0 = time.perf_counter()
@@ -57,8 +69,9 @@ def certified_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_gri
         for e in eps_grid:
             broken = ver[e] & ~rob["masks"][e]
             if broken.any():
-                raise UnsoundBound(f"{method} certified {int(broken.sum())} point(s) at eps={e} that the attack broke "
-                                   f"(indices {broken.nonzero().squeeze(1)[:10].tolist()}): the bound is unsound")
+                raise UnsoundBound(
+                    f"{method} certified {int(broken.sum())} point(s) at eps={e} that the attack broke "
+                    f"(indices {broken.nonzero().squeeze(1)[:10].tolist()}): the bound is unsound"
+                )
             per_eps[e]["verified_err"][method] = 1 - ver[e].float().mean().item()
-    return {"std_err": 1 - rob["clean_acc"], "n": rob["n"], "per_eps": [per_eps[e] for e in eps_grid],
-            "seconds": {"attack": round(t_attack, 3), **seconds}}
+    return {"std_err": 1 - rob["clean_acc"], "n": rob["n"], "per_eps": [per_eps[e] for e in eps_grid], "seconds": {"attack": round(t_attack, 3), **seconds}}

@@ -32,15 +32,30 @@ def fmt_h(h: float) -> str:
 
 def data_spec(config: dict[str, Any], name: str, train_limit: int | None = None) -> dict[str, Any]:
     d = config["data"][name]
-    return {"name": name, "source": d["source"], "mean": d["mean"], "std": d["std"], "synthetic_seed": d["synthetic_seed"],
-            "train_limit": train_limit, "test_limit": d["test_limit"]}
+    return {
+        "name": name,
+        "source": d["source"],
+        "mean": d["mean"],
+        "std": d["std"],
+        "synthetic_seed": d["synthetic_seed"],
+        "train_limit": train_limit,
+        "test_limit": d["test_limit"],
+    }
 
 
 def _train_spec(config, paper, experiment, run, dataset, model, train) -> dict[str, Any]:
     train = copy.deepcopy(train)
     limit = train.pop("train_limit", None)
-    return {"paper": paper, "experiment": experiment, "run": run, "tier": config["tier"], "seed": config["seed"],
-            "data": data_spec(config, dataset, limit), "model": copy.deepcopy(model), "train": train}
+    return {
+        "paper": paper,
+        "experiment": experiment,
+        "run": run,
+        "tier": config["tier"],
+        "seed": config["seed"],
+        "data": data_spec(config, dataset, limit),
+        "model": copy.deepcopy(model),
+        "train": train,
+    }
 
 
 # --- NODE ------------------------------------------------------------------------------------
@@ -71,14 +86,24 @@ def node_evals(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     for ds in t1["datasets"]:
         for arch in t1["runs"][ds]:
             for atk in t1["attacks"]:
-                out[(f"t1-{ds}-{arch}", atk)] = _eval_spec(config, "node", f"t1-{ds}-{arch}", ds, node["attacks"][atk], t1["eps_grid"][ds], node["eval_batch_size"])
+                out[(f"t1-{ds}-{arch}", atk)] = _eval_spec(
+                    config, "node", f"t1-{ds}-{arch}", ds, node["attacks"][atk], t1["eps_grid"][ds], node["eval_batch_size"]
+                )
     return out
 
 
 def _eval_spec(config, paper, run, dataset, attack, eps_list, batch_size) -> dict[str, Any]:
-    return {"paper": paper, "run": run, "tier": config["tier"], "seed": config["seed"], "data": data_spec(config, dataset),
-            "attack": copy.deepcopy(attack), "eps": [parse_eps(e) for e in eps_list], "eps_labels": [str(e) for e in eps_list],
-            "batch_size": batch_size}
+    return {
+        "paper": paper,
+        "run": run,
+        "tier": config["tier"],
+        "seed": config["seed"],
+        "data": data_spec(config, dataset),
+        "attack": copy.deepcopy(attack),
+        "eps": [parse_eps(e) for e in eps_list],
+        "eps_labels": [str(e) for e in eps_list],
+        "batch_size": batch_size,
+    }
 
 
 def node_targets(config: dict[str, Any]) -> dict[str, list[str]]:
@@ -128,7 +153,9 @@ def gm_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if gm["nominal"]["enabled"]:
         for ds in datasets:
             out_run = f"{ds}-nominal"
-            spec = _train_spec(config, "gm", "nominal", out_run, ds, gm["models"][ds]["model"], {**copy.deepcopy(gm["models"][ds]["train"]), "objective": {"name": "natural"}})
+            spec = _train_spec(
+                config, "gm", "nominal", out_run, ds, gm["models"][ds]["model"], {**copy.deepcopy(gm["models"][ds]["train"]), "objective": {"name": "natural"}}
+            )
             spec["labels"] = {"method": "nominal", "eps_train": None}
             out[out_run] = spec
     for st in gm["table3"]["settings"]:
@@ -160,9 +187,18 @@ def gm_verifies(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         else:  # Nominal: the radii of every Table 3 setting of its dataset
             radii += [parse_eps(e) for (d, _), es in table_eps.items() if d == ds for e in es]
         grid = sorted({round(r, 10) for r in radii})
-        out[run] = {"paper": "gm", "run": run, "tier": config["tier"], "seed": config["seed"], "data": data_spec(config, ds),
-                    "eps": grid, "eps_labels": [f"{e:g}" for e in grid], "methods": list(gm["eval"]["bounds"]),
-                    "attack": copy.deepcopy(gm["eval"]["attack"]), "batch_size": gm["eval"]["batch_size"]}
+        out[run] = {
+            "paper": "gm",
+            "run": run,
+            "tier": config["tier"],
+            "seed": config["seed"],
+            "data": data_spec(config, ds),
+            "eps": grid,
+            "eps_labels": [f"{e:g}" for e in grid],
+            "methods": list(gm["eval"]["bounds"]),
+            "attack": copy.deepcopy(gm["eval"]["attack"]),
+            "batch_size": gm["eval"]["batch_size"],
+        }
     return out
 
 
@@ -214,17 +250,18 @@ class Plan:
             raise KeyError(f"no certified evaluation of run {run!r} ({paper}) in the configuration") from None
 
     def verify_files(self, paper: str, *experiments: str) -> list[str]:
-        return [f"results/{paper}/verify/{run}.json" for run in self.verifies.get(paper, {})
-                if self.runs[paper][run]["experiment"] in experiments]
+        return [f"results/{paper}/verify/{run}.json" for run in self.verifies.get(paper, {}) if self.runs[paper][run]["experiment"] in experiments]
 
     def variant_files(self, paper: str) -> list[str]:
         """Certified evaluations of the ablation variants (runs labelled with ``variants``)."""
-        return [f"results/{paper}/verify/{run}.json" for run, spec in self.runs.get(paper, {}).items()
-                if spec.get("labels", {}).get("variants") and run in self.verifies.get(paper, {})]
+        return [
+            f"results/{paper}/verify/{run}.json"
+            for run, spec in self.runs.get(paper, {}).items()
+            if spec.get("labels", {}).get("variants") and run in self.verifies.get(paper, {})
+        ]
 
     def all_targets(self) -> list[str]:
         return [f for p in self.config["papers"] for files in self.targets.get(p, {}).values() for f in files]
 
     def eval_files(self, paper: str, experiment: str) -> list[str]:
-        return [f"results/{paper}/eval/{run}/{atk}.json" for (run, atk) in self.evals[paper]
-                if self.runs[paper][run]["experiment"] == experiment]
+        return [f"results/{paper}/eval/{run}/{atk}.json" for (run, atk) in self.evals[paper] if self.runs[paper][run]["experiment"] == experiment]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable
 from importlib import resources
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -71,10 +71,23 @@ def _tex_escape(s: str) -> str:
 def to_latex(df: pd.DataFrame, title: str, notes: list[str]) -> str:
     cols = list(df.columns)
     body = [" & ".join(_tex_escape(_fmt(v)) for v in row) + r" \\" for row in df.itertuples(index=False)]
-    return "\n".join([
-        r"\begin{table}[t]", r"\centering", f"\\caption{{{_tex_escape(title)}}}", r"\begin{tabular}{" + "l" * len(cols) + "}", r"\toprule",
-        " & ".join(_tex_escape(c) for c in cols) + r" \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
-        *[f"% {n}" for n in notes], r"\end{table}", ""])
+    return "\n".join(
+        [
+            r"\begin{table}[t]",
+            r"\centering",
+            f"\\caption{{{_tex_escape(title)}}}",
+            r"\begin{tabular}{" + "l" * len(cols) + "}",
+            r"\toprule",
+            " & ".join(_tex_escape(c) for c in cols) + r" \\",
+            r"\midrule",
+            *body,
+            r"\bottomrule",
+            r"\end{tabular}",
+            *[f"% {n}" for n in notes],
+            r"\end{table}",
+            "",
+        ]
+    )
 
 
 def write_table(df: pd.DataFrame, outputs: dict[str, str], title: str, notes: list[str]) -> None:
@@ -97,7 +110,9 @@ def provenance_notes(docs: list[dict[str, Any]]) -> list[str]:
     src = data_label(d["provenance"]["data_source"] for d in docs)
     notes = [f"tier: {', '.join(tiers)}; code: {', '.join(commits)}; data: {src}"]
     if src != "real":
-        notes.append("SYNTHETIC DATA: rows marked 'synthetic' were computed on a generated stand-in, not on the real dataset; they do not reproduce the paper's numbers.")
+        notes.append(
+            "SYNTHETIC DATA: rows marked 'synthetic' were computed on a generated stand-in, not on the real dataset; they do not reproduce the paper's numbers."
+        )
     if "smoke" in tiers:
         notes.append("SMOKE TIER: tiny models, subsets and few steps; numbers check the pipeline, not the paper.")
     return notes
@@ -111,9 +126,20 @@ def _eval_rows(docs: list[dict[str, Any]]) -> pd.DataFrame:
     for d in docs:
         spec = d["provenance"]["spec"]
         for e, label in zip(d["per_eps"], spec["eps_labels"]):
-            rows.append({"run": d["run"], "dataset": spec["data"]["name"], "attack": d["attack"], "eps": e["eps"], "eps_label": label,
-                         "clean_acc": 100 * d["clean_acc"], "robust_acc": 100 * e["robust_acc"], "data": d["provenance"]["data_source"],
-                         "nfe": d.get("nfe_mean"), "n": d["n"]})
+            rows.append(
+                {
+                    "run": d["run"],
+                    "dataset": spec["data"]["name"],
+                    "attack": d["attack"],
+                    "eps": e["eps"],
+                    "eps_label": label,
+                    "clean_acc": 100 * d["clean_acc"],
+                    "robust_acc": 100 * e["robust_acc"],
+                    "data": d["provenance"]["data_source"],
+                    "nfe": d.get("nfe_mean"),
+                    "n": d["n"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -132,11 +158,24 @@ def node_table1(eval_paths: list[str], table_eps: dict[str, list], outputs: dict
             sub = ev[(ev.dataset == ds) & ((ev.eps - eps).abs() < 1e-9)]
             for r in sub.itertuples():
                 p = pub[(pub.dataset == ds) & (pub.model == r.model) & (pub.attack == r.attack) & (pub.column == col)]
-                rows.append({"dataset": ds, "attack": r.attack.upper(), "model": r.model, "column": col, "eps": str(e),
-                             "reproduced": round(r.robust_acc, 2), "published": p.value.iloc[0] if len(p) else float("nan"),
-                             "tolerance": p.tolerance.iloc[0] if len(p) else float("nan"), "n": r.n, "data": r.data})
+                rows.append(
+                    {
+                        "dataset": ds,
+                        "attack": r.attack.upper(),
+                        "model": r.model,
+                        "column": col,
+                        "eps": str(e),
+                        "reproduced": round(r.robust_acc, 2),
+                        "published": p.value.iloc[0] if len(p) else float("nan"),
+                        "tolerance": p.tolerance.iloc[0] if len(p) else float("nan"),
+                        "n": r.n,
+                        "data": r.data,
+                    }
+                )
     df = compare(pd.DataFrame(rows)).sort_values(["dataset", "attack", "model", "column"]).reset_index(drop=True)
-    notes = provenance_notes(docs) + ["The paper's column radii were stripped from its text: published values are matched by column position to config node.table1.table_eps (an assumption)."]
+    notes = provenance_notes(docs) + [
+        "The paper's column radii were stripped from its text: published values are matched by column position to config node.table1.table_eps (an assumption)."
+    ]
     write_table(df, outputs, "NODE Table 1: robust accuracy (%) under FGSM and PGD", notes)
     return df
 
@@ -153,8 +192,18 @@ def node_clean(eval_paths: list[str], outputs: dict[str, str]) -> pd.DataFrame:
             continue
         seen.add((ds, model))
         p = pub[(pub.dataset == ds) & (pub.model == model)]
-        rows.append({"dataset": ds, "model": model, "reproduced": round(100 * d["clean_acc"], 2), "published": p.value.iloc[0] if len(p) else float("nan"),
-                     "tolerance": p.tolerance.iloc[0] if len(p) else float("nan"), "nfe_mean": d.get("nfe_mean"), "n": d["n"], "data": d["provenance"]["data_source"]})
+        rows.append(
+            {
+                "dataset": ds,
+                "model": model,
+                "reproduced": round(100 * d["clean_acc"], 2),
+                "published": p.value.iloc[0] if len(p) else float("nan"),
+                "tolerance": p.tolerance.iloc[0] if len(p) else float("nan"),
+                "nfe_mean": d.get("nfe_mean"),
+                "n": d["n"],
+                "data": d["provenance"]["data_source"],
+            }
+        )
     df = compare(pd.DataFrame(rows)).sort_values(["dataset", "model"]).reset_index(drop=True)
     write_table(df, outputs, "NODE clean accuracy (%)", provenance_notes(docs))
     return df
@@ -174,8 +223,10 @@ def node_fig1(eval_paths: list[str], outputs: dict[str, str]) -> pd.DataFrame:
         h = d["model"]["h"]
         e = d["per_eps"][0]
         label = f"{d['attack'].upper()} (eps={d['provenance']['spec']['eps_labels'][0]})"
-        rows += [{"h": h, "accuracy": 100 * d["clean_acc"], "curve": "clean", "data": d["provenance"]["data_source"]},
-                 {"h": h, "accuracy": 100 * e["robust_acc"], "curve": label, "data": d["provenance"]["data_source"]}]
+        rows += [
+            {"h": h, "accuracy": 100 * d["clean_acc"], "curve": "clean", "data": d["provenance"]["data_source"]},
+            {"h": h, "accuracy": 100 * e["robust_acc"], "curve": label, "data": d["provenance"]["data_source"]},
+        ]
     df = pd.DataFrame(rows).sort_values(["curve", "h"]).reset_index(drop=True)
     sns.set_theme(style="whitegrid")
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -208,9 +259,20 @@ def _gm_rows(docs: list[dict[str, Any]]) -> pd.DataFrame:
     for d in docs:
         spec, lab = d["provenance"]["spec"], d.get("labels", {})
         for e, label in zip(d["per_eps"], spec["eps_labels"]):
-            row = {"run": d["run"], "experiment": d.get("experiment"), "dataset": spec["data"]["name"], "method": lab.get("method"), "eps_train": lab.get("eps_train"),
-                   "variants": ",".join(lab.get("variants", [])), "eps": e["eps"], "eps_label": label, "std_err": 100 * d["std_err"],
-                   "pgd_err": 100 * e["attack_err"], "n": d["n"], "data": d["provenance"]["data_source"]}
+            row = {
+                "run": d["run"],
+                "experiment": d.get("experiment"),
+                "dataset": spec["data"]["name"],
+                "method": lab.get("method"),
+                "eps_train": lab.get("eps_train"),
+                "variants": ",".join(lab.get("variants", [])),
+                "eps": e["eps"],
+                "eps_label": label,
+                "std_err": 100 * d["std_err"],
+                "pgd_err": 100 * e["attack_err"],
+                "n": d["n"],
+                "data": d["provenance"]["data_source"],
+            }
             row.update({f"verified_err_{b}": 100 * v for b, v in e["verified_err"].items()})
             rows.append(row)
     return pd.DataFrame(rows)
@@ -247,25 +309,53 @@ def gm_table3(verify_paths: list[str], settings: list[dict[str, Any]], compare_w
             for r in sub.drop_duplicates("method").itertuples():
                 std_pub, std_tol = lookup(ds, r.method, "std_err", et, ee)
                 ver_pub, ver_tol = lookup(ds, r.method, "verified_err", et, ee)
-                row = {"dataset": ds, "eps_eval": str(e_label), "eps_train": str(st["eps_train"]), "method": r.method,
-                       "std_err": round(r.std_err, 2), "std_err_published": std_pub}
+                row = {
+                    "dataset": ds,
+                    "eps_eval": str(e_label),
+                    "eps_train": str(st["eps_train"]),
+                    "method": r.method,
+                    "std_err": round(r.std_err, 2),
+                    "std_err_published": std_pub,
+                }
                 row.update({f"verified_err_{b}": round(getattr(r, f"verified_err_{b}"), 2) for b in bounds})
-                row.update({"verified_err_published": ver_pub, "pgd_err": round(r.pgd_err, 2),
-                            "diff_std": round(r.std_err - std_pub, 2), f"diff_verified_{compare_with}": round(getattr(r, f"verified_err_{compare_with}") - ver_pub, 2),
-                            "within_tol": None if pd.isna(ver_pub) else bool(abs(r.std_err - std_pub) <= std_tol and abs(getattr(r, f"verified_err_{compare_with}") - ver_pub) <= ver_tol),
-                            "n": r.n, "data": r.data})
+                row.update(
+                    {
+                        "verified_err_published": ver_pub,
+                        "pgd_err": round(r.pgd_err, 2),
+                        "diff_std": round(r.std_err - std_pub, 2),
+                        f"diff_verified_{compare_with}": round(getattr(r, f"verified_err_{compare_with}") - ver_pub, 2),
+                        "within_tol": None
+                        if pd.isna(ver_pub)
+                        else bool(abs(r.std_err - std_pub) <= std_tol and abs(getattr(r, f"verified_err_{compare_with}") - ver_pub) <= ver_tol),
+                        "n": r.n,
+                        "data": r.data,
+                    }
+                )
                 rows.append(row)
     for ds in sorted({st["dataset"] for st in settings}):
         nom = ev[(ev.dataset == ds) & (ev.method == "nominal")]
         if len(nom):
             r = nom.iloc[0]
             std_pub, std_tol = lookup(ds, "nominal", "std_err")
-            rows.append({"dataset": ds, "eps_eval": "", "eps_train": "", "method": "nominal", "std_err": round(r.std_err, 2), "std_err_published": std_pub,
-                         "diff_std": round(r.std_err - std_pub, 2), "within_tol": None if pd.isna(std_pub) else bool(abs(r.std_err - std_pub) <= std_tol),
-                         "n": r.n, "data": r.data})
+            rows.append(
+                {
+                    "dataset": ds,
+                    "eps_eval": "",
+                    "eps_train": "",
+                    "method": "nominal",
+                    "std_err": round(r.std_err, 2),
+                    "std_err_published": std_pub,
+                    "diff_std": round(r.std_err - std_pub, 2),
+                    "within_tol": None if pd.isna(std_pub) else bool(abs(r.std_err - std_pub) <= std_tol),
+                    "n": r.n,
+                    "data": r.data,
+                }
+            )
     df = pd.DataFrame(rows)
-    notes = provenance_notes(docs) + [f"Verified error under each bound; the published value is compared with the {compare_with}-verified error (the paper's bound is unknown).",
-                                      "Errors in %, lower is better; pgd_err is a lower bound on the true robust error, verified_err an upper bound."]
+    notes = provenance_notes(docs) + [
+        f"Verified error under each bound; the published value is compared with the {compare_with}-verified error (the paper's bound is unknown).",
+        "Errors in %, lower is better; pgd_err is a lower bound on the true robust error, verified_err an upper bound.",
+    ]
     write_table(df, outputs, "GM Table 3: standard and verified errors (%)", notes)
     return df
 
@@ -311,8 +401,7 @@ def gm_fig3(verify_paths: list[str], outputs: dict[str, str]) -> pd.DataFrame:
     ev = _gm_rows(docs)
     ev = ev[ev.experiment == "table3"]
     df = _long(ev)
-    panels = [(f"{ds}, eps_train {et}", df[(df.dataset == ds) & (df.eps_train == et)], "method")
-              for ds, et in sorted(set(zip(df.dataset, df.eps_train)))]
+    panels = [(f"{ds}, eps_train {et}", df[(df.dataset == ds) & (df.eps_train == et)], "method") for ds, et in sorted(set(zip(df.dataset, df.eps_train)))]
     _plot_curves(df, panels, outputs, "GM Fig. 3: verified error vs eps (drawdown)", provenance_notes(docs))
     return df
 

@@ -17,9 +17,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 SCHEMA_VERSION = 1
 _PACKAGES = ("robrepro", "torch", "torchvision", "torchdiffeq", "numpy", "snakemake", "torchattacks", "foolbox", "scipy")
@@ -65,7 +66,11 @@ def git_state(repo: str | os.PathLike | None = None) -> dict[str, Any]:
     repo = Path(repo) if repo else Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True, timeout=10).stdout.strip())
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True, timeout=10
+            ).stdout.strip()
+        )
         return {"commit": commit, "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
@@ -84,7 +89,13 @@ def package_versions() -> dict[str, str | None]:
 def device_info(device) -> dict[str, Any]:
     import torch
 
-    info = {"device": str(device), "host": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(), "torch_threads": torch.get_num_threads()}
+    info = {
+        "device": str(device),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+    }
     if str(device).startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info

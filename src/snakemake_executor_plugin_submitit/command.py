@@ -22,7 +22,7 @@ import os
 import signal
 import subprocess
 import time
-from typing import Any, Dict, Optional
+from typing import Any
 
 from submitit.helpers import Checkpointable, DelayedSubmission
 
@@ -64,21 +64,21 @@ class SnakemakeJobCommand(Checkpointable):
         self.command = command
         self.workdir = workdir
         self.description = description
-        self._proc: Optional[subprocess.Popen] = None
+        self._proc: subprocess.Popen | None = None
         self._terminated = False
 
     # -- pickling: the running child is not part of the state -----------------
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_proc"] = None
         state["_terminated"] = False
         return state
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
     # -- running ----------------------------------------------------------------
-    def __call__(self) -> Dict[str, Any]:
+    def __call__(self) -> dict[str, Any]:
         self._terminated = False
         signal.signal(signal.SIGTERM, self._on_sigterm)
         job_id = os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID", "?")

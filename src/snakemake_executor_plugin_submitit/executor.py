@@ -4,8 +4,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import AsyncGenerator, List
 
 import submitit
 from snakemake_interface_common.exceptions import WorkflowError
@@ -23,11 +23,11 @@ def _members(job: JobExecutorInterface) -> list:
     return list(job.jobs) if job.is_group() else [job]
 
 
-def _outputs(job: JobExecutorInterface) -> List[str]:
+def _outputs(job: JobExecutorInterface) -> list[str]:
     return sorted(str(f) for j in _members(job) for f in j.output)
 
 
-def _identity(job: JobExecutorInterface) -> List[str]:
+def _identity(job: JobExecutorInterface) -> list[str]:
     """What makes a job the same job in the next Snakemake run: outputs, rules, wildcards."""
     names = [f"{j.rule.name}:{sorted(j.wildcards_dict.items())}" for j in _members(job)]
     return _outputs(job) + sorted(names)
@@ -60,9 +60,7 @@ class Executor(RemoteExecutor):
         self.slurm = SlurmStatus()
         self.local = LocalStatus()
         self._sigterm_installed = False
-        self.logger.info(
-            f"submitit executor: cluster={self.cluster}, logs in {self.settings.folder}/<rule>/<jobid>_0_log.*"
-        )
+        self.logger.info(f"submitit executor: cluster={self.cluster}, logs in {self.settings.folder}/<rule>/<jobid>_0_log.*")
         self._prune_registry(report=True)
 
     def _folder_root(self) -> Path:
@@ -86,13 +84,9 @@ class Executor(RemoteExecutor):
             local_max_num_timeout=self.settings.max_requeues,
         )
         try:
-            executor.update_parameters(
-                **submission_parameters(
-                    job.resources, job.threads, self.settings, self.cluster, name, comment=description
-                )
-            )
+            executor.update_parameters(**submission_parameters(job.resources, job.threads, self.settings, self.cluster, name, comment=description))
         except (ValueError, NameError, AssertionError) as e:
-            raise WorkflowError(f"submitit rejected the resources of {description}: {e}")
+            raise WorkflowError(f"submitit rejected the resources of {description}: {e}") from e
 
         command = SnakemakeJobCommand(self.format_job_exec(job), self.workdir, description)
         started = time.time()
@@ -107,15 +101,19 @@ class Executor(RemoteExecutor):
         self._drop_stale_result(str(folder), job_id, started)
         self.registry.put(
             Record(
-                key=key, external_jobid=job_id, cluster=self.cluster, folder=str(folder),
-                name=name, rule=label, outputs=_outputs(job), submitted=started,
+                key=key,
+                external_jobid=job_id,
+                cluster=self.cluster,
+                folder=str(folder),
+                name=name,
+                rule=label,
+                outputs=_outputs(job),
+                submitted=started,
             )
         )
         log = job_paths(str(folder), job_id).stdout
         self.logger.info(f"Submitted {description} as {self.cluster} job {job_id}; log: {log}")
-        self.report_job_submission(
-            SubmittedJobInfo(job, external_jobid=job_id, aux={"key": key, "folder": str(folder)})
-        )
+        self.report_job_submission(SubmittedJobInfo(job, external_jobid=job_id, aux={"key": key, "folder": str(folder)}))
 
     def shutdown(self) -> None:
         super().shutdown()
@@ -183,10 +181,7 @@ class Executor(RemoteExecutor):
 
         adopt = status.active or (status.ok and self._outputs_from(job, record.submitted))
         if not adopt:
-            self.logger.info(
-                f"Earlier {self.cluster} job {job_id} for {_describe(job)} ended "
-                f"({status.state or 'finished'}); submitting it again."
-            )
+            self.logger.info(f"Earlier {self.cluster} job {job_id} for {_describe(job)} ended ({status.state or 'finished'}); submitting it again.")
             self.registry.forget(key)
             return False
         self.logger.info(
@@ -194,9 +189,7 @@ class Executor(RemoteExecutor):
             f"({status.state or 'done'}) submitted by an earlier Snakemake run; not submitting again. "
             f"log: {job_paths(record.folder, job_id).stdout}"
         )
-        self.report_job_submission(
-            SubmittedJobInfo(job, external_jobid=job_id, aux={"key": key, "folder": record.folder})
-        )
+        self.report_job_submission(SubmittedJobInfo(job, external_jobid=job_id, aux={"key": key, "folder": record.folder}))
         return True
 
     @staticmethod
@@ -219,9 +212,7 @@ class Executor(RemoteExecutor):
             pass
 
     # -- status ---------------------------------------------------------------------
-    async def check_active_jobs(
-        self, active_jobs: List[SubmittedJobInfo]
-    ) -> AsyncGenerator[SubmittedJobInfo, None]:
+    async def check_active_jobs(self, active_jobs: list[SubmittedJobInfo]) -> AsyncGenerator[SubmittedJobInfo, None]:
         async with self.status_rate_limiter:
             if self.cluster == "slurm":
                 states = self.slurm.states(ji.external_jobid for ji in active_jobs)
@@ -245,16 +236,12 @@ class Executor(RemoteExecutor):
         if status.detail:  # the job wrote an error result: the command itself failed
             why = status.detail
         else:
-            why = (f"state {status.state or '?'}, ended without a result (stopped from outside: "
-                   "scancel, time limit, memory limit or node failure)")
-        msg = (
-            f"{self.cluster} job {ji.external_jobid} for {_describe(ji.job)} failed: {why}.\n"
-            f"submitit logs: {paths.stdout} and {paths.stderr}\n"
-        )
+            why = f"state {status.state or '?'}, ended without a result (stopped from outside: scancel, time limit, memory limit or node failure)"
+        msg = f"{self.cluster} job {ji.external_jobid} for {_describe(ji.job)} failed: {why}.\nsubmitit logs: {paths.stdout} and {paths.stderr}\n"
         self.report_job_error(ji, msg=msg, aux_logs=[str(paths.stdout), str(paths.stderr)])
 
     # -- cancellation -------------------------------------------------------------------
-    def cancel_jobs(self, active_jobs: List[SubmittedJobInfo]) -> None:
+    def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
         ids = [ji.external_jobid for ji in active_jobs if ji.external_jobid]
         if not ids:
             return

@@ -17,9 +17,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, List, Optional
 
 
 def job_key(identity: Iterable[str]) -> str:
@@ -36,7 +36,7 @@ class Record:
     folder: str  # submitit folder of the job (logs, pickles)
     name: str  # job name given to the cluster, checked on re-attach
     rule: str
-    outputs: List[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
     submitted: float = field(default_factory=time.time)
 
 
@@ -47,7 +47,7 @@ class Registry:
     def _path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
 
-    def get(self, key: str) -> Optional[Record]:
+    def get(self, key: str) -> Record | None:
         try:
             data = json.loads(self._path(key).read_text())
             return Record(**data)
@@ -67,7 +67,7 @@ class Registry:
         except FileNotFoundError:
             pass
 
-    def all(self) -> List[Record]:
+    def all(self) -> list[Record]:
         records = []
         for path in sorted(self.folder.glob("*.json")):
             record = self.get(path.stem)

@@ -8,12 +8,13 @@ work with either plugin. Kept free of Snakemake objects so it can be unit-tested
 """
 
 import shlex
-from typing import Any, Dict, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 DEFAULT_RUNTIME_MIN = 60
 
 
-def _int(value: Any) -> Optional[int]:
+def _int(value: Any) -> int | None:
     """Resources arrive as int, float or str; None/''/0 mean "not set"."""
     if value is None or value == "":
         return None
@@ -24,20 +25,18 @@ def _int(value: Any) -> Optional[int]:
     return number if number > 0 else None
 
 
-def parse_sbatch_flags(text: Optional[str]) -> Dict[str, Any]:
+def parse_sbatch_flags(text: str | None) -> dict[str, Any]:
     """'--mail-type=FAIL --exclusive --comment "a b"' -> {'mail-type': 'FAIL', 'exclusive': True, ...}.
 
     Only long options are accepted: submitit writes each as '#SBATCH --key=value'.
     """
-    flags: Dict[str, Any] = {}
+    flags: dict[str, Any] = {}
     tokens = shlex.split(text or "")
     i = 0
     while i < len(tokens):
         token = tokens[i]
         if not token.startswith("--"):
-            raise ValueError(
-                f"sbatch flag {token!r}: write long options (--key=value), e.g. --gres=gpu:1"
-            )
+            raise ValueError(f"sbatch flag {token!r}: write long options (--key=value), e.g. --gres=gpu:1")
         key, sep, value = token[2:].partition("=")
         if sep:
             flags[key] = value
@@ -57,7 +56,7 @@ def submission_parameters(
     cluster: str,
     name: str,
     comment: str = "",
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Parameters for ``submitit.AutoExecutor.update_parameters``.
 
     ``settings`` is the plugin's ExecutorSettings (site defaults); rule resources win.
@@ -67,7 +66,7 @@ def submission_parameters(
     """
     runtime = _int(resources.get("runtime")) or DEFAULT_RUNTIME_MIN
     cpus = _int(resources.get("cpus_per_task")) or _int(threads) or 1
-    params: Dict[str, Any] = {
+    params: dict[str, Any] = {
         "name": name,
         "timeout_min": runtime,
         "nodes": 1,
@@ -89,7 +88,7 @@ def submission_parameters(
             params["local_setup"] = [settings.setup]
         return params
 
-    slurm: Dict[str, Any] = {}
+    slurm: dict[str, Any] = {}
     if gres:
         slurm["gres"] = str(gres)
     elif gpus:

@@ -19,8 +19,7 @@ class ExecutorSettings(ExecutorSettingsBase):
     cluster: str = field(
         default="slurm",
         metadata={
-            "help": "submitit backend: 'slurm' (sbatch/sacct), 'local' (subprocesses on "
-            "this machine, no SLURM needed) or 'auto' (slurm when srun is on PATH).",
+            "help": "submitit backend: 'slurm' (sbatch/sacct), 'local' (subprocesses on this machine, no SLURM needed) or 'auto' (slurm when srun is on PATH).",
             "choices": ["slurm", "local", "auto"],
         },
     )
@@ -42,32 +41,24 @@ class ExecutorSettings(ExecutorSettingsBase):
     )
     sbatch_extra: Optional[str] = field(
         default=None,
-        metadata={
-            "help": "Extra sbatch flags for every job, e.g. '--mail-type=FAIL --exclusive'. "
-            "A rule's slurm_extra resource is added after these."
-        },
+        metadata={"help": "Extra sbatch flags for every job, e.g. '--mail-type=FAIL --exclusive'. A rule's slurm_extra resource is added after these."},
     )
     setup: Optional[str] = field(
         default=None,
         metadata={
-            "help": "Shell lines run in the batch script before the job (separate lines with ';'), "
-            "e.g. 'module load cuda/12.4; source .venv/bin/activate'."
+            "help": "Shell lines run in the batch script before the job (separate lines with ';'), e.g. 'module load cuda/12.4; source .venv/bin/activate'."
         },
     )
     gpu_flag: str = field(
         default="gpus-per-node",
         metadata={
-            "help": "How the 'gpu' resource is requested: 'gpus-per-node' (--gpus-per-node=N) "
-            "or 'gres' (--gres=gpu:N, for sites that want GRES syntax).",
+            "help": "How the 'gpu' resource is requested: 'gpus-per-node' (--gpus-per-node=N) or 'gres' (--gres=gpu:N, for sites that want GRES syntax).",
             "choices": ["gpus-per-node", "gres"],
         },
     )
     signal_delay_s: int = field(
         default=120,
-        metadata={
-            "help": "Seconds before the time limit at which SLURM signals the job so it can be "
-            "requeued (capped at half the job's runtime)."
-        },
+        metadata={"help": "Seconds before the time limit at which SLURM signals the job so it can be requeued (capped at half the job's runtime)."},
     )
     max_requeues: int = field(
         default=5,

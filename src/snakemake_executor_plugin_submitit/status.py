@@ -12,9 +12,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
 
 from submitit.core.utils import JobPaths, pickle_load
 from submitit.slurm.slurm import SlurmJob
@@ -22,9 +22,22 @@ from submitit.slurm.slurm import SlurmJob
 # SLURM states in which a job may still produce a result. PREEMPTED and
 # REQUEUED* are here because a preempted/requeued job comes back (requeue mode).
 ACTIVE_STATES = {
-    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "STOPPED",
-    "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT",
-    "PREEMPTED", "RESV_DEL_HOLD", "READY", "UNKNOWN",
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "COMPLETING",
+    "SUSPENDED",
+    "STOPPED",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "PREEMPTED",
+    "RESV_DEL_HOLD",
+    "READY",
+    "UNKNOWN",
 }
 
 
@@ -40,7 +53,7 @@ def job_paths(folder: str, job_id: str) -> JobPaths:
     return JobPaths(folder, job_id=job_id, task_id=0)
 
 
-def read_result(folder: str, job_id: str) -> Optional[Tuple[bool, str]]:
+def read_result(folder: str, job_id: str) -> tuple[bool, str] | None:
     """(ok, detail) from the job's result pickle, or None if there is none yet."""
     path = job_paths(folder, job_id).result_pickle
     if not path.exists():
@@ -68,10 +81,10 @@ class SlurmStatus:
 
     def __init__(self) -> None:
         self.watcher = SlurmJob.watcher
-        self._first_unknown: Dict[str, float] = {}
-        self._completed_since: Dict[str, float] = {}
+        self._first_unknown: dict[str, float] = {}
+        self._completed_since: dict[str, float] = {}
 
-    def states(self, job_ids: Iterable[str]) -> Dict[str, str]:
+    def states(self, job_ids: Iterable[str]) -> dict[str, str]:
         job_ids = list(job_ids)
         if not job_ids:
             return {}
@@ -108,7 +121,7 @@ class SlurmStatus:
                 return Status(active=True, state=state)
         return Status(active=False, ok=False, state=state)
 
-    def identity(self, job_id: str) -> Optional[Tuple[str, str]]:
+    def identity(self, job_id: str) -> tuple[str, str] | None:
         """(job name, state) straight from SLURM, to check a registry record still fits."""
         for cmd in (
             ["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "JobName%200,State"],
@@ -124,17 +137,19 @@ class SlurmStatus:
         return None
 
     @staticmethod
-    def cancel(job_ids: List[str]) -> None:
+    def cancel(job_ids: list[str]) -> None:
         if job_ids:
             subprocess.run(["scancel", *job_ids], capture_output=True, timeout=120)
 
 
-def squeue_states(job_ids: List[str]) -> Optional[Dict[str, str]]:
+def squeue_states(job_ids: list[str]) -> dict[str, str] | None:
     """{jobid: state} for the ids squeue still knows; None if squeue failed."""
     try:
         out = subprocess.run(
             ["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -151,7 +166,7 @@ class LocalStatus:
     """Jobs of submitit's local cluster: the job id is the PID of its controller."""
 
     def __init__(self) -> None:
-        self.processes: Dict[str, object] = {}  # job id -> Popen, for jobs this Snakemake started
+        self.processes: dict[str, object] = {}  # job id -> Popen, for jobs this Snakemake started
 
     def state(self, job_id: str) -> str:
         proc = self.processes.get(job_id)
@@ -169,7 +184,7 @@ class LocalStatus:
             return Status(active=True, state=state)
         return Status(active=False, ok=False, state=state)
 
-    def cancel(self, job_ids: List[str]) -> None:
+    def cancel(self, job_ids: list[str]) -> None:
         # SIGINT: the local controller then stops its task (and our command stops its child)
         for job_id in job_ids:
             proc = self.processes.get(job_id)

@@ -12,9 +12,9 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "slurm-local.sh"
@@ -23,7 +23,7 @@ DAEMONS = ("slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd", "sbatch", "s
 SOCKET_PATH_MAX = 100  # unix sockets: 108 bytes, with margin
 
 
-def unavailable_reason() -> Optional[str]:
+def unavailable_reason() -> str | None:
     """Why a cluster cannot be started here, or None if it can be tried."""
     if os.name != "posix" or not Path("/proc").is_dir():
         return "needs Linux"
@@ -72,13 +72,13 @@ class SlurmCluster:
         return self.root / "etc" / "slurm.conf"
 
     @property
-    def env(self) -> Dict[str, str]:
+    def env(self) -> dict[str, str]:
         """Environment for clients (sbatch, sacct, submitit, Snakemake) of this cluster."""
         env = dict(os.environ)
         env["SLURM_CONF"] = str(self.conf)
         return env
 
-    def _script_env(self) -> Dict[str, str]:
+    def _script_env(self) -> dict[str, str]:
         env = self.env
         env.update(
             SLURM_LOCAL_ROOT=str(self.root),
@@ -91,9 +91,7 @@ class SlurmCluster:
         return env
 
     def _script(self, action: str, timeout: float) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(SCRIPT), action], env=self._script_env(), capture_output=True, text=True, timeout=timeout
-        )
+        return subprocess.run([str(SCRIPT), action], env=self._script_env(), capture_output=True, text=True, timeout=timeout)
 
     def start(self) -> None:
         sock = self.root / "munge" / "munge.socket.2"
@@ -123,8 +121,7 @@ class SlurmCluster:
             raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}): {out.stderr}")
         return out.stdout
 
-    def sacct(self, fields: str = "JobID,JobName%60,State,AllocTRES%80,WorkDir%300",
-              all_records: bool = False) -> List[Dict[str, str]]:
+    def sacct(self, fields: str = "JobID,JobName%60,State,AllocTRES%80,WorkDir%300", all_records: bool = False) -> list[dict[str, str]]:
         """One dict per job (allocation lines only, -X); with all_records, every requeue too (-D)."""
         cmd = ["sacct", "-X", "-P", "-S", "now-1days", "-o", fields]
         if all_records:
@@ -133,7 +130,7 @@ class SlurmCluster:
         names = [f.split("%")[0] for f in fields.split(",")]
         return [dict(zip(names, line.split("|"))) for line in lines[1:] if line.strip()]
 
-    def squeue(self) -> List[Dict[str, str]]:
+    def squeue(self) -> list[dict[str, str]]:
         out = self.run("squeue", "-h", "-o", "%i|%j|%T|%r|%Z|%k")
         rows = []
         for line in out.splitlines():
@@ -141,7 +138,7 @@ class SlurmCluster:
             rows.append(dict(id=job_id, name=name, state=state, reason=reason, workdir=workdir, comment=comment))
         return rows
 
-    def cancel_jobs_in(self, workdir: Path) -> List[str]:
+    def cancel_jobs_in(self, workdir: Path) -> list[str]:
         """scancel what a test left running (e.g. after killing its Snakemake)."""
         wd = str(Path(workdir).resolve())
         ids = [job["id"] for job in self.squeue() if job["workdir"] == wd]
@@ -149,7 +146,7 @@ class SlurmCluster:
             self.run("scancel", *ids, check=False)
         return ids
 
-    def jobs_in(self, workdir: Path) -> List[Dict[str, str]]:
+    def jobs_in(self, workdir: Path) -> list[dict[str, str]]:
         """sacct records of jobs submitted from workdir (each test has its own)."""
         wd = str(Path(workdir).resolve())
         return [j for j in self.sacct() if j.get("WorkDir") == wd]
@@ -164,7 +161,7 @@ class BeginTimeReleaser:
     def __init__(self, cluster: SlurmCluster, period_s: float = 1.0) -> None:
         self.cluster = cluster
         self.period_s = period_s
-        self.released: List[str] = []
+        self.released: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 

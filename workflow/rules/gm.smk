@@ -16,12 +16,12 @@ rule gm_table3:
         ),
         md="results/gm/tables/table3.md",
         tex="results/gm/tables/table3.tex",
-    params:
-        table=json_param({"settings": config["gm"]["table3"]["settings"], "compare_with": config["gm"]["eval"]["compare_with"]}),
     log:
         "results/logs/gm/report/table3.log",
     conda:
         "../../envs/robrepro.yaml"
+    params:
+        table=json_param({"settings": config["gm"]["table3"]["settings"], "compare_with": config["gm"]["eval"]["compare_with"]}),
     shell:
         "python -m robrepro report gm_table3 {input.verify:q} --params {params.table:q} --out {output:q} > {log} 2>&1"
 

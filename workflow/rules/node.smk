@@ -38,12 +38,12 @@ rule node_table1:
         ),
         md="results/node/tables/table1.md",
         tex="results/node/tables/table1.tex",
-    params:
-        table=json_param({"table_eps": config["node"]["table1"]["table_eps"]}),
     log:
         "results/logs/node/report/table1.log",
     conda:
         "../../envs/robrepro.yaml"
+    params:
+        table=json_param({"table_eps": config["node"]["table1"]["table_eps"]}),
     shell:
         "python -m robrepro report node_table1 {input.evals:q} --params {params.table:q} --out {output:q} > {log} 2>&1"
 

@@ -8,7 +8,7 @@ internally. Families register themselves on import with :func:`register`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
@@ -47,11 +47,13 @@ def build(name: str, *, in_channels: int, image_size: int, num_classes: int, mea
 
 
 def _load_families() -> None:
-    # Imported lazily so that `import robrepro.models` stays cheap; each module registers its names.
-    from . import resnet, odenet  # noqa: F401
+    # Every module of this package registers its names on import (robrepro.registry).
+    from ..registry import import_submodules
 
-    try:
-        from . import certified  # noqa: F401
-    except ImportError as err:  # pragma: no cover - only while that family is absent
-        if "certified" not in str(err):
-            raise
+    import_submodules(__name__)
+
+
+def registry() -> dict[str, Callable[..., nn.Module]]:
+    """Name -> constructor of every registered model (a copy)."""
+    _load_families()
+    return dict(_REGISTRY)

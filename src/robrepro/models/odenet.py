@@ -71,15 +71,30 @@ class ODEBlock(nn.Module):
 
 
 @register("odenet")
-def odenet(*, in_channels: int, image_size: int, num_classes: int, channels: int = 64, downsample: int = 1,
-           end_time: float = 1.0, method: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-3, adjoint: bool = False):
+def odenet(
+    *,
+    in_channels: int,
+    image_size: int,
+    num_classes: int,
+    channels: int = 64,
+    downsample: int = 1,
+    end_time: float = 1.0,
+    method: str = "dopri5",
+    rtol: float = 1e-3,
+    atol: float = 1e-3,
+    adjoint: bool = False,
+):
     """``downsample`` stride-2 4x4 convs follow the first 3x3 conv (MNIST 1 -> 4 convs in all, CIFAR 2 -> 5)."""
     layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, 1, 1)]
     for _ in range(downsample):
         layers += [_norm(channels), nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 4, 2, 1)]
     layers += [
         ODEBlock(ODEFunc(channels), end_time, method, rtol, atol, adjoint),
-        _norm(channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes),
+        _norm(channels),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(channels, num_classes),
     ]
     return nn.Sequential(*layers)
 

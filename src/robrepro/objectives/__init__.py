@@ -40,6 +40,9 @@ class Objective:
     """Base class. Subclasses set ``name`` and implement :meth:`loss`."""
 
     name: ClassVar[str] = ""
+    # True for objectives that run their own optimisation step (``train_step``) instead of
+    # returning a loss; the engine's loop, checkpoints and schedules stay the same.
+    owns_step: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         if params:
@@ -47,6 +50,10 @@ class Objective:
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
         """Return the batch loss (a scalar with grad) and batch metrics to log (floats)."""
+        raise NotImplementedError
+
+    def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, progress: Progress) -> dict[str, float]:
+        """For ``owns_step`` objectives: zero the gradients, backpropagate, step ``optimizer``; return batch metrics."""
         raise NotImplementedError
 
 
@@ -92,11 +99,13 @@ class Natural(Objective):
 
 
 def _load_all() -> None:
-    # Families register on import; imported lazily to keep `import robrepro.objectives` cheap.
-    from . import adversarial  # noqa: F401
+    # Every module of this package registers its objectives on import (robrepro.registry).
+    from ..registry import import_submodules
 
-    try:
-        from . import certified  # noqa: F401
-    except ImportError as err:  # pragma: no cover - only while that family is absent
-        if "certified" not in str(err):
-            raise
+    import_submodules(__name__)
+
+
+def registry() -> dict[str, type[Objective]]:
+    """Name -> class of every registered objective (a copy)."""
+    _load_all()
+    return dict(_OBJECTIVES)

@@ -35,10 +35,7 @@ def main():
         with open(args.ckpt) as fh:
             state = json.load(fh)
     with open(args.ckpt + ".starts", "a") as fh:
-        fh.write(
-            f"start step={state['step']} job={os.environ.get('SLURM_JOB_ID', 'none')}"
-            f" restart={os.environ.get('SLURM_RESTART_COUNT', '0')}\n"
-        )
+        fh.write(f"start step={state['step']} job={os.environ.get('SLURM_JOB_ID', 'none')} restart={os.environ.get('SLURM_RESTART_COUNT', '0')}\n")
     print(f"seed {args.seed}: starting at step {state['step']} of {args.steps}", flush=True)
 
     target = 3.0
