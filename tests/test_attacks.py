@@ -1,36 +1,27 @@
-"""The attack suite: stays in the threat model and is at least as strong as torchattacks."""
+"""The attack suite: stays in the threat model and is at least as strong as torchattacks.
+
+Strength is compared on a small MNIST model trained for the session, at radii where the reference
+attack leaves neither all nor none of the points (asserted first), over several seeds. Deliberately
+weakened variants (fewer steps, a smaller step, FGSM for PGD, no random start, half the radius)
+run through the same comparison and must fail it: the comparison is shown able to fail.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 import torch
+import torchattacks  # a test dependency: missing, it fails the suite instead of skipping it
 from torch import nn
 
-from robrepro import models
 from robrepro.attacks import attack_mode, fgsm, make_attack, pgd, robust_accuracy
-
-torchattacks = pytest.importorskip("torchattacks")
-
-
-def _trained_cnn(seed=0):
-    """A small CNN trained for a few steps on a separable toy problem, so attacks have work to do."""
-    torch.manual_seed(seed)
-    m = nn.Sequential(models.Normalize([0.5], [0.25]), nn.Conv2d(1, 8, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 7 * 7, 10))
-    g = torch.Generator().manual_seed(seed)
-    protos = 0.4 + 0.2 * torch.rand(10, 1, 14, 14, generator=g)  # close classes: small radii matter
-    y = torch.randint(0, 10, (512,), generator=g)
-    x = (protos[y] + 0.05 * torch.randn(512, 1, 14, 14, generator=g)).clamp(0, 1)
-    opt = torch.optim.Adam(m.parameters(), 1e-2)
-    for _ in range(60):
-        opt.zero_grad()
-        nn.functional.cross_entropy(m(x), y).backward()
-        opt.step()
-    m.eval()
-    xt = (protos[y[:128]] + 0.05 * torch.randn(128, 1, 14, 14, generator=g)).clamp(0, 1)
-    return m, xt, y[:128]
 
 
 @pytest.fixture(scope="module")
-def setup():
-    return _trained_cnn()
+def setup(mnist_model):
+    """The session's MNIST model with its test images as floats in [0, 1]."""
+    m, x8, y = mnist_model
+    return m, x8.float() / 255, y
 
 
 def _acc(m, x, y):
@@ -60,20 +51,131 @@ def test_model_is_accurate_and_pgd_beats_fgsm(setup):
     assert a_pgd < _acc(m, x, y)
 
 
-@pytest.mark.parametrize("eps", [0.02, 0.05, 0.1])
-def test_at_least_as_strong_as_torchattacks(setup, eps):
-    m, x, y = setup
-    torch.manual_seed(1)
-    ref_fgsm = _acc(m, torchattacks.FGSM(m, eps=eps)(x, y), y)
-    ref_pgd = _acc(m, torchattacks.PGD(m, eps=eps, alpha=eps / 4, steps=10, random_start=True)(x, y), y)
-    res = robust_accuracy(m, (x * 255).round().to(torch.uint8), y, [eps], make_attack({"name": "fgsm"}), batch_size=64)
-    ours_fgsm = res["per_eps"][0]["robust_acc"]
-    res = robust_accuracy(m, (x * 255).round().to(torch.uint8), y, [eps], make_attack({"name": "pgd", "steps": 10, "alpha_rel": 0.25}), batch_size=64, seed=1)
-    ours_pgd = res["per_eps"][0]["robust_acc"]
-    # uint8 quantisation of the clean images can move a borderline point: allow one example.
-    slack = 1 / len(y) + 1e-9
-    assert ours_fgsm <= ref_fgsm + slack
-    assert ours_pgd <= ref_pgd + slack
+# --------------------------------------------------------------------- strength against torchattacks
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One attack of the suite (its config spec) and torchattacks' attack at the same settings."""
+
+    ours: dict
+    reference: Callable[[nn.Module, float], Callable]
+    radii: tuple[float, ...]  # where the reference leaves neither 0 % nor 100 % on the session model
+    tol: float = 0.01  # robust accuracy may exceed the reference's by this much (mean over seeds)
+
+
+# One row per attack. A new attack of the suite adds a row (and its weakened variants below).
+REFERENCES = {
+    "fgsm": Reference({"name": "fgsm"}, lambda m, eps: torchattacks.FGSM(m, eps=eps), radii=(0.03, 0.06, 0.09)),
+    "pgd": Reference(
+        {"name": "pgd", "steps": 10, "alpha_rel": 0.25, "random_start": True},
+        lambda m, eps: torchattacks.PGD(m, eps=eps, alpha=eps / 4, steps=10, random_start=True),
+        radii=(0.03, 0.06, 0.09),
+    ),
+}
+SEEDS = (0, 1, 2)
+
+
+def _weaker(spec: dict, scale_eps: float = 1.0):
+    inner = make_attack(spec)
+    return lambda model, x, y, eps, generator=None: inner(model, x, y, eps * scale_eps, generator)
+
+
+# (attack row, how it is weakened, the weakened attack): each must fail the comparison of its row.
+WEAKENED = [
+    ("fgsm", "half the step", _weaker({"name": "fgsm"}, 0.5)),
+    ("pgd", "fewer steps", _weaker({"name": "pgd", "steps": 3, "alpha_rel": 0.25})),
+    ("pgd", "smaller step", _weaker({"name": "pgd", "steps": 10, "alpha_rel": 0.05})),
+    ("pgd", "fgsm instead", _weaker({"name": "fgsm"})),
+    ("pgd", "no random start", _weaker({"name": "pgd", "steps": 10, "alpha_rel": 0.25, "random_start": False})),
+    ("pgd", "half the radius", _weaker({"name": "pgd", "steps": 10, "alpha_rel": 0.25}, 0.5)),
+]
+
+
+def _ref_acc(model, atk, x, y, seed):
+    torch.manual_seed(seed)  # torchattacks draws its random start from the global generator
+    xa = atk(x, y)
+    with torch.no_grad():
+        return (model(xa).argmax(1) == y).float().mean().item()
+
+
+def _randomised(run) -> bool:
+    """Whether an attack's points depend on its seed (a random start), from two runs."""
+    return not torch.equal(run(0), run(1))
+
+
+_REF_CACHE: dict = {}
+
+
+def _ref_mean(model, row: Reference, xf, y, eps) -> float:
+    """The reference's robust accuracy at eps, mean over the seeds (computed once per session)."""
+    key = (id(model), row.ours["name"], eps)
+    if key not in _REF_CACHE:
+        _REF_CACHE[key] = sum(_ref_acc(model, row.reference(model, eps), xf, y, s) for s in SEEDS) / len(SEEDS)
+    return _REF_CACHE[key]
+
+
+def compare(model, x8, y, attack, row: Reference) -> list[str]:
+    """Reasons why ``attack`` is not at least as strong as the reference of ``row`` (empty: it is).
+
+    At every radius of the row, robust accuracy (through ``robust_accuracy``, the evaluation path),
+    averaged over seeds, must not exceed the reference's by more than ``row.tol``; and the attack
+    must draw a random start exactly when the reference does.
+    """
+    xf = x8.float() / 255
+    problems = []
+    for eps in row.radii:
+        ref = _ref_mean(model, row, xf, y, eps)
+        ours = sum(robust_accuracy(model, x8, y, [eps], attack, batch_size=len(y), seed=s)["per_eps"][0]["robust_acc"] for s in SEEDS) / len(SEEDS)
+        if ours > ref + row.tol:
+            problems.append(f"eps={eps}: robust accuracy {ours:.3f} > reference {ref:.3f} + {row.tol}")
+    eps = row.radii[len(row.radii) // 2]
+
+    def ref_run(s):
+        torch.manual_seed(s)
+        return row.reference(model, eps)(xf, y)
+
+    with attack_mode(model):
+        ours_random = _randomised(lambda s: attack(model, xf, y, eps, torch.Generator().manual_seed(s)))
+    if ours_random != _randomised(ref_run):
+        problems.append(f"random start: ours {ours_random}, reference {not ours_random}")
+    return problems
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_radii_are_informative(mnist_model, name):
+    """The comparison means something only where the reference neither fails nor wins everywhere."""
+    m, x8, y = mnist_model
+    xf = x8.float() / 255
+    with torch.no_grad():
+        assert (m(xf).argmax(1) == y).float().mean() > 0.9  # the session model really learned
+    row = REFERENCES[name]
+    for eps in row.radii:
+        acc = _ref_acc(m, row.reference(m, eps), xf, y, 0)
+        assert 0.1 <= acc <= 0.9, f"{name} at eps={eps}: reference robust accuracy {acc:.3f}"
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_at_least_as_strong_as_torchattacks(mnist_model, name):
+    m, x8, y = mnist_model
+    row = REFERENCES[name]
+    assert compare(m, x8, y, make_attack(row.ours), row) == []
+
+
+@pytest.mark.parametrize("name, how, attack", WEAKENED, ids=[f"{n}-{h.replace(' ', '-')}" for n, h, _ in WEAKENED])
+def test_a_weakened_attack_fails_the_comparison(mnist_model, name, how, attack):
+    m, x8, y = mnist_model
+    problems = compare(m, x8, y, attack, REFERENCES[name])
+    assert problems, f"{name} weakened ({how}) passed the comparison with torchattacks"
+
+
+def test_every_attack_of_the_suite_is_compared_and_weakened():
+    """A new linf attack of the suite needs a reference row and at least one weakened variant."""
+    from robrepro.attacks import registry
+
+    linf = {n for n, a in registry().items() if a.threat == "linf"}
+    assert linf <= set(REFERENCES), f"no torchattacks reference for {sorted(linf - set(REFERENCES))}"
+    assert set(REFERENCES) <= {n for n, _, _ in WEAKENED}
 
 
 def test_each_radius_is_attacked_alone_and_cumulative_is_the_worst_case(setup):
