@@ -176,3 +176,87 @@ def test_kill_minus_9_anywhere_resumes_bit_identical(tmp_path, name):
     want = torch.load(ref_dir / "model.pt", weights_only=True)["state_dict"]
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
     assert not ckpt.exists()
+
+
+# ------------------------------------------------------------------ evaluation jobs killed mid-run
+
+
+def _eval_spec(kind: str) -> dict:
+    data = {**_spec({})["data"], "train_limit": None, "test_limit": 96}
+    attack = {"name": "pgd", "steps": 5, "alpha_rel": 0.25, "random_start": True, "restarts": 1, "early_stop": True}
+    params = {
+        "attack": {"attack": attack, "eps": [0.01, 0.02, 0.04], "eps_labels": ["a", "b", "c"], "batch_size": 16, "independent": True, "batch_check": 0},
+        "verify": {"attack": attack, "eps": [0.005, 0.01, 0.02], "eps_labels": ["a", "b", "c"], "bounds": ["ibp", "crown_ibp"], "batch_size": 16},
+    }[kind]
+    return {"paper": "test", "run": "tiny", "kind": kind, "name": "probe", "tier": "smoke", "seed": 7, "data": data, "params": params, "labels": {}}
+
+
+def _evaluate(tmp: Path, kind: str, kill_after_batches: int | None) -> None:
+    """The CLI's evaluate command; with ``kill_after_batches``, SIGKILL once that many batches of the
+    attack (or of the bound computation) are done."""
+    import json
+
+    from robrepro import attacks, bounds, cli
+
+    if kill_after_batches:
+        done = []
+
+        def counting(real):
+            def wrapper(*args, **kwargs):
+                done.append(1)
+                if len(done) > kill_after_batches:
+                    _die()
+                return real(*args, **kwargs)
+
+            return wrapper
+
+        if kind == "attack":
+            attacks.in_ball = counting(attacks.in_ball)  # called once per attacked batch
+        else:
+            bounds.verified_radii = counting(bounds.verified_radii)
+    argv = ["evaluate", "--spec", json.dumps(_eval_spec(kind)), "--model", str(tmp / "model.pt"), "--data-root", str(tmp), "--device", "cpu"]
+    argv += ["--threads", "1", "--partial", str(tmp / "partial" / f"{kind}.pt"), "--out", str(tmp / f"{kind}.json"), "--no-progress"]
+    cli.main(argv)
+
+
+def _payload(path: Path) -> dict:
+    """A result without what may differ between two runs of the same job: timings and provenance."""
+
+    def strip(v):
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if k not in ("seconds", "provenance")}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+
+    return strip(load_result(path))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    spec = _spec({"name": "natural"})
+    spec["train"]["epochs"] = 1
+    _train(tmp, spec)
+    return tmp
+
+
+@pytest.mark.parametrize("kind", ["attack", "verify"])
+def test_an_evaluation_killed_mid_run_leaves_no_result_and_reruns_to_the_same_result(trained, tmp_path, kind):
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
+    for d in (ref_dir, run_dir):
+        d.mkdir()
+        (d / "model.pt").symlink_to(trained / "model.pt")
+
+    def fork(target, *args):
+        proc = multiprocessing.get_context("fork").Process(target=target, args=args)
+        proc.start()
+        proc.join(timeout=300)
+        return proc.exitcode
+
+    assert fork(_evaluate, ref_dir, kind, None) == 0
+    assert fork(_evaluate, run_dir, kind, 4) == -signal.SIGKILL
+    assert not (run_dir / f"{kind}.json").exists(), "a killed evaluation left a result"
+    assert fork(_evaluate, run_dir, kind, None) == 0
+    assert _payload(run_dir / f"{kind}.json") == _payload(ref_dir / f"{kind}.json")
+    assert not (run_dir / "partial" / f"{kind}.pt").exists()  # resumable state, if any, is gone with the result
