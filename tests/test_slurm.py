@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 slurm = pytest.mark.slurm
@@ -588,3 +589,115 @@ def test_project_workflow_through_slurm_matches_local_run(slurm_cluster, profile
     names = {j["JobName"].split("-")[1] for j in slurm_cluster.jobs_in(remote)}
     assert "train" in names and names & {"attack", "group_eval"}, names
     assert _workflow_results(remote) == _workflow_results(local)
+
+
+@slurm
+def test_project_training_through_a_time_limit_and_a_preemption_ends_identical(slurm_cluster, profile_dir, tmp_path, data_root):
+    """The project's own train job, through `--profile`: a 1-minute limit signals it (submitit
+    requeues it), then a job of the 'urgent' partition preempts it. Each time the training must write
+    a checkpoint after the signal, within the grace time (checkpoints are otherwise written only at
+    epoch ends here, so a mid-epoch one can only come from a signal), and the final weights and
+    metrics equal those of an uninterrupted run of the same spec."""
+    wd = _workflow_copy(tmp_path / "wf", data_root)
+    # 768 steps: on an idle two-core machine longer than the 30 s before the limit's signal.
+    run, epochs = "t1-mnist-resnet50", 6
+    (wd / "interrupt.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": {"train": {"runtime": 1}},
+                "node": {"table1": {"runs": {"mnist": {"resnet50": {"train": {"epochs": epochs, "train_limit": 8192, "checkpoint_every_steps": 0}}}}}},
+            }
+        )
+    )
+    model = f"results/smoke/node/models/{run}/model.pt"
+    ckpt = wd / f"results/smoke/node/checkpoints/{run}.pt"
+    smk = [sys.executable, "-m", "snakemake", model, "--configfile", "config/smoke.yaml", "local.yaml", "interrupt.yaml"]
+    # The dataset first (a local rule), so that the reference can start beside the cluster job.
+    prep = subprocess.run([*smk[:3], "results/smoke/data/mnist.json", *smk[4:], "--cores", "1"], cwd=wd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert prep.returncode == 0, prep.stderr[-3000:]
+    from robrepro.config import load
+    from robrepro.plan import Plan
+
+    spec = Plan(load(wd / "config/config.yaml", wd / "config/smoke.yaml", wd / "local.yaml", wd / "interrupt.yaml")).train_spec("node", run)
+    spe = -(-spec["data"]["train_limit"] // spec["train"]["batch_size"])  # steps per epoch
+    # The reference: the same spec, uninterrupted, beside the cluster job (one thread each).
+    ref = tmp_path / "ref"
+    reference = subprocess.Popen(
+        [sys.executable, "-m", "robrepro", "train", "--spec", json.dumps(spec, sort_keys=True), "--data-root", str(wd / "resources/data"), "--device", "cpu"]
+        + [
+            "--threads",
+            "1",
+            "--checkpoint",
+            str(ref / "ckpt.pt"),
+            "--model-out",
+            str(ref / "model.pt"),
+            "--result-out",
+            str(ref / "train.json"),
+            "--no-progress",
+        ],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out = open(wd / "snakemake.out", "w")
+    proc = subprocess.Popen([*smk, "--profile", str(profile_dir)], cwd=wd, env=_env(slurm_cluster), stdout=out, stderr=subprocess.STDOUT, text=True)
+    proc.out_path = wd / "snakemake.out"
+    steps_seen: list[int] = []
+
+    def ckpt_step():
+        try:
+            step = torch.load(ckpt, weights_only=True)["step"]
+        except Exception:  # absent, or being replaced
+            return None
+        if not steps_seen or steps_seen[-1] != step:
+            steps_seen.append(step)
+        return step
+
+    try:
+        with slurm_cluster.release_requeued():
+
+            def signalled_once():
+                ckpt_step()
+                return next((step for step in steps_seen if step % spe), None)
+
+            first = wait_for(signalled_once, 240, "a checkpoint written after the time-limit signal (is the training shorter than 30 s here?)")
+
+            def running_again():
+                ckpt_step()
+                rows = [j for j in slurm_cluster.squeue() if j["workdir"] == str(wd.resolve()) and "rule train" in j["comment"] and j["state"] == "RUNNING"]
+                return rows[0] if rows else None
+
+            job = wait_for(running_again, 240, "the requeued training to run again")
+            slurm_cluster.run("scontrol", "update", f"jobid={job['id']}", "TimeLimit=20")  # no second time limit
+            wait_for(lambda: (ckpt_step() or 0) > first, 300, "the requeued training to resume and reach an epoch end")
+            slurm_cluster.run(
+                "sbatch", "--parsable", "-p", slurm_cluster.urgent_partition, "-c", str(slurm_cluster.cpus), "-o", os.devnull, "--wrap", "sleep 2"
+            )
+
+            def done():
+                ckpt_step()
+                return proc.poll() is not None
+
+            wait_for(done, 600, "the workflow to finish", period=0.3)
+    finally:
+        stop(proc, slurm_cluster, wd)
+    text = output_of(proc)
+    assert proc.returncode == 0, explain(text, slurm_cluster)
+    doc = json.loads((wd / f"results/smoke/node/models/{run}/train.json").read_text())
+    # The last run resumed from the checkpoint the preemption's signal made (mid-epoch, unless the
+    # signal happened to come at an epoch end).
+    assert doc["resumed_from_step"] == steps_seen[-1] > first, (doc["resumed_from_step"], steps_seen)
+    assert len([s for s in steps_seen if s % spe]) >= 2 or steps_seen[-1] % spe == 0, steps_seen
+    log = submitit_log(wd, "train", job["id"])
+    assert "this job is timed-out" in log and "Caught signal SIGUSR2" in log, log
+    history = slurm_cluster.sacct(fields="JobID,State", all_records=True)
+    assert [r["State"] for r in history if r["JobID"] == job["id"]].count("REQUEUED") >= 2, history
+
+    assert doc["provenance"]["spec"] == spec
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()[-3000:]
+    want = json.loads((ref / "train.json").read_text())
+    assert doc["history"] == want["history"] and doc["steps"] == want["steps"] == epochs * spe
+    got_w = torch.load(wd / model, weights_only=True)["state_dict"]
+    want_w = torch.load(ref / "model.pt", weights_only=True)["state_dict"]
+    assert got_w.keys() == want_w.keys() and all(torch.equal(got_w[k], want_w[k]) for k in want_w)

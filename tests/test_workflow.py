@@ -1,5 +1,12 @@
-"""The Snakemake workflow end to end, at smoke tier, in a temporary copy of the repository."""
+"""The Snakemake workflow end to end, at smoke tier, in a temporary copy of the repository.
 
+The copy holds its own copy of the package (``src/``, file times kept), which the Snakemake runs
+import through PYTHONPATH: a test may change a module there to see what re-runs, never touching the
+repository.
+"""
+
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,9 +22,11 @@ pytestmark = pytest.mark.slow
 
 def snakemake(cwd, *args, configs=(), timeout=900):
     # Targets and flags first: --configfile takes every following word as a file.
+    env = {**os.environ, "PYTHONPATH": str(cwd / "src")}
     return subprocess.run(
         [sys.executable, "-m", "snakemake", *args, "--cores", "2", "--configfile", "config/smoke.yaml", "local.yaml", *configs],
         cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -26,13 +35,14 @@ def snakemake(cwd, *args, configs=(), timeout=900):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, repo_root, data_root):
-    """A copy of the workflow (the package itself is the installed one) with data from the mirror."""
+    """A copy of the workflow and of the package, with data from the mirror."""
     wd = tmp_path_factory.mktemp("wf")
     shutil.copy(repo_root / "Snakefile", wd)
     shutil.copytree(repo_root / "workflow", wd / "workflow")
     shutil.copytree(repo_root / "config", wd / "config")
     shutil.copytree(repo_root / "envs", wd / "envs")
-    (wd / "src").symlink_to(repo_root / "src")
+    # copytree keeps modification times: the copy is exactly as old as the repository's files.
+    shutil.copytree(repo_root / "src", wd / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (wd / "local.yaml").write_text(yaml.safe_dump({"data": {"mirrors": [str(data_root)], "download": False}}))
     return wd
 
@@ -123,6 +133,82 @@ def test_changed_setting_reruns_exactly_what_it_affects(workdir, smoke_run, repo
     res = snakemake(workdir, "-n", configs=["more.yaml"])
     assert res.returncode == 0, res.stderr[-3000:]
     assert job_counts(res.stdout + res.stderr) == {"evaluate": fig1_jobs, "node_fig1": 1, "all": 1}
+
+
+def _plan(workdir):
+    from robrepro.config import load
+    from robrepro.plan import Plan
+
+    return Plan(load(workdir / "config/config.yaml", workdir / "config/smoke.yaml"))
+
+
+@pytest.mark.parametrize(
+    "module, kind",
+    [("evaluations/certified.py", "verify"), ("evaluations/robust.py", "attack"), ("papers/gm.py", None)],
+)
+def test_a_changed_module_reruns_exactly_the_jobs_that_use_it(workdir, smoke_run, module, kind):
+    """A module changed in the copy: its jobs (of ``kind``; None: only the paper's tables and figures)
+    and what depends on them re-run, nothing else."""
+    plan = _plan(workdir)
+    affected = {plan.job_file(*key) for key in plan.jobs if key[2] == kind}
+    if kind is None:  # a paper module: its targets are built by its builders
+        targets = {t.name for t in plan.targets.values() if t.paper == module.split("/")[1].removesuffix(".py")}
+    else:
+        targets = {t.name for t in plan.targets.values() if affected & set(t.inputs)}
+    expected = {"all": 1, **{t: 1 for t in targets}, **({"evaluate": len(affected)} if affected else {})}
+    assert targets and (kind is None or affected)
+    f = workdir / "src/robrepro" / module
+    text, st = f.read_text(), f.stat()
+    try:
+        f.write_text(text + "\n# a change\n")
+        res = snakemake(workdir, "-n")
+    finally:
+        f.write_text(text)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert job_counts(res.stdout + res.stderr) == expected
+    again = snakemake(workdir, "-n")  # restored: nothing to do again
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_smoke_and_synthetic_outputs_carry_their_labels(workdir, smoke_run, monkeypatch, tmp_path):
+    import pandas as pd
+
+    from robrepro import reporting
+    from robrepro.plan import builder
+
+    plan = _plan(workdir)
+    # Result files: every one says smoke tier, and synthetic exactly where its data were.
+    results = [p for p in (workdir / R).rglob("*.json") if "/data/" not in str(p)]
+    assert len(results) >= len(plan.jobs) + len(plan.runs)
+    sources = set()
+    for p in results:
+        doc = json.loads(p.read_text())
+        prov = doc["provenance"]
+        assert prov["spec"]["tier"] == "smoke", p
+        assert prov["data_source"] == prov["spec"]["data"]["source"], p
+        sources.add((prov["spec"]["data"]["name"], prov["data_source"]))
+    assert ("cifar10", "synthetic") in sources and ("mnist", "real") in sources
+    # Tables: the smoke note everywhere; the synthetic note and rows where there are synthetic rows.
+    captured = {}
+    monkeypatch.setattr(reporting, "save_figure", lambda fig, outputs: captured.__setitem__("fig", fig))
+    monkeypatch.chdir(workdir)
+    for t in plan.targets.values():
+        if t.kind == "table":
+            md, tex = (workdir / t.outputs["md"]).read_text(), (workdir / t.outputs["tex"]).read_text()
+            data = set(pd.read_csv(workdir / t.outputs["csv"])["data"])
+            assert "SMOKE TIER" in md and "SMOKE TIER" in tex, t.name
+            assert ("SYNTHETIC DATA" in md) == ("synthetic" in data) == ("SYNTHETIC DATA" in tex), t.name
+        else:
+            # Figure titles: rebuilt from the same results, the title is read from the figure itself.
+            outs = {e: str(tmp_path / f"{t.name}.{e}") for e in t.outputs}
+            builder(t.builder)(t.inputs, outs, **t.params)
+            fig = captured.pop("fig")
+            title = " ".join([fig._suptitle.get_text() if fig._suptitle else ""] + [ax.get_title() for ax in fig.axes])
+            data = set(pd.read_csv(workdir / t.outputs["csv"])["data"])
+            assert "[smoke tier]" in title, (t.name, title)
+            assert ("SYNTHETIC DATA" in title) == ("synthetic" in data), (t.name, title)
+    assert any("synthetic" in set(pd.read_csv(workdir / t.outputs["csv"])["data"]) for t in plan.targets.values() if t.kind == "figure")
 
 
 def test_report_lists_figures_and_tables(workdir, smoke_run):
