@@ -27,6 +27,16 @@ def in_ci() -> bool:
 
 
 @pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    # A module skipped as a whole (e.g. pytest.importorskip at import) is a collection-time skip.
+    outcome = yield
+    rep = outcome.get_result()
+    if in_ci() and rep.skipped:
+        rep.outcome = "failed"
+        rep.longrepr = f"module skipped in CI (CI={os.environ.get('CI')}), which counts as a failure: {rep.longrepr}"
+
+
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
