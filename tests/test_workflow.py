@@ -56,7 +56,9 @@ def smoke_run(workdir):
 
 
 def job_counts(output: str) -> dict[str, int]:
-    """Snakemake's "Job stats" table as rule -> count."""
+    """Snakemake's "Job stats" table as rule -> count ({} when there is nothing to do)."""
+    if "Job stats:" not in output:
+        return {}
     table = output.split("Job stats:")[1].split("total")[0]
     return {w[0]: int(w[1]) for w in (line.split() for line in table.splitlines()) if len(w) == 2 and w[1].isdigit()}
 
@@ -167,8 +169,7 @@ def test_a_changed_module_reruns_exactly_the_jobs_that_use_it(workdir, smoke_run
         os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert res.returncode == 0, res.stderr[-3000:]
     assert job_counts(res.stdout + res.stderr) == expected
-    again = snakemake(workdir, "-n")  # restored: nothing to do again
-    assert "Nothing to be done" in again.stdout + again.stderr
+    assert f.read_text() == text and f.stat().st_mtime_ns == st.st_mtime_ns  # restored for the other tests
 
 
 def test_smoke_and_synthetic_outputs_carry_their_labels(workdir, smoke_run, monkeypatch, tmp_path):
