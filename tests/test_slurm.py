@@ -593,13 +593,12 @@ def test_project_workflow_through_slurm_matches_local_run(slurm_cluster, profile
 
 @slurm
 def test_project_training_through_a_time_limit_and_a_preemption_ends_identical(slurm_cluster, profile_dir, tmp_path, data_root):
-    """The project's own train job, through `--profile`: a 1-minute limit signals it (submitit
+    """The project's own train job, through `--profile`: its time limit signals it (submitit
     requeues it), then a job of the 'urgent' partition preempts it. Each time the training must write
     a checkpoint after the signal, within the grace time (checkpoints are otherwise written only at
     epoch ends here, so a mid-epoch one can only come from a signal), and the final weights and
     metrics equal those of an uninterrupted run of the same spec."""
     wd = _workflow_copy(tmp_path / "wf", data_root)
-    # 768 steps: on an idle two-core machine longer than the 30 s before the limit's signal.
     run, epochs = "t1-mnist-resnet50", 6
     (wd / "interrupt.yaml").write_text(
         yaml.safe_dump(
@@ -661,14 +660,22 @@ def test_project_training_through_a_time_limit_and_a_preemption_ends_identical(s
                 ckpt_step()
                 return next((step for step in steps_seen if step % spe), None)
 
-            first = wait_for(signalled_once, 240, "a checkpoint written after the time-limit signal (is the training shorter than 30 s here?)")
-
-            def running_again():
+            def train_running():
                 ckpt_step()
                 rows = [j for j in slurm_cluster.squeue() if j["workdir"] == str(wd.resolve()) and "rule train" in j["comment"] and j["state"] == "RUNNING"]
                 return rows[0] if rows else None
 
-            job = wait_for(running_again, 240, "the requeued training to run again")
+            # Whatever the machine's speed, the limit comes once training runs: after the first epoch
+            # the limit is set 40 s ahead, so SLURM sends its signal (30 s before the limit) at once.
+            job = wait_for(train_running, 240, "the train job to run")
+            slurm_cluster.run("scontrol", "update", f"jobid={job['id']}", "TimeLimit=20")
+            wait_for(lambda: (ckpt_step() or 0) >= spe, 300, "the first epoch")
+            used = [int(v) for v in slurm_cluster.run("squeue", "-h", "-j", job["id"], "-o", "%M").strip().replace("-", ":").split(":")]
+            seconds = sum(v * 60**i for i, v in enumerate(reversed(used))) + 40
+            slurm_cluster.run("scontrol", "update", f"jobid={job['id']}", f"TimeLimit={seconds // 60}:{seconds % 60:02d}")
+            first = wait_for(signalled_once, 240, "a checkpoint written after the time-limit signal (is the training shorter than 30 s here?)")
+
+            job = wait_for(train_running, 240, "the requeued training to run again")
             slurm_cluster.run("scontrol", "update", f"jobid={job['id']}", "TimeLimit=20")  # no second time limit
             wait_for(lambda: (ckpt_step() or 0) > first, 300, "the requeued training to resume and reach an epoch end")
             slurm_cluster.run(
