@@ -257,7 +257,7 @@ def unknown_settings(config: dict[str, Any], paper: str) -> list[dict[str, Any]]
             return
         desc = str(s.get("description", ""))
         if any(m in desc for m in MARKERS):
-            marker = "UNKNOWN" if "[UNKNOWN" in desc else "INF"
+            marker = ", ".join(m.strip("[") for m in MARKERS if m in desc)
             out.append({"key": path, "marker": marker, "value": value, "description": desc})
         if isinstance(value, dict):
             props, extra = s.get("properties", {}), s.get("additionalProperties")
@@ -564,8 +564,13 @@ def _target_html(t: TargetInfo, root: Path, tier: str) -> str:
 def _unknowns_html(p: PaperReport) -> str:
     if not p.unknowns:
         return "<p>No setting of this paper is marked [UNKNOWN] or [INF] in its schema.</p>"
-    df = pd.DataFrame([{**u, "value": json.dumps(u["value"], default=str)} for u in p.unknowns])[["key", "marker", "value", "description"]]
+    df = pd.DataFrame([{**u, "value": _short(u["value"], 300)} for u in p.unknowns])[["key", "marker", "value", "description"]]
     return html_table(df)
+
+
+def _short(value, n: int) -> str:
+    s = json.dumps(value, default=str)
+    return s if len(s) <= n else s[: n - 1] + "…"
 
 
 def _certified_html(p: PaperReport) -> str:
@@ -725,7 +730,7 @@ def render_md(rep: Report, md_path: str | os.PathLike) -> str:
             out += [f"- {n}" for n in t.notes] + ([""] if t.notes else [])
         if p.unknowns:
             out += ["### Settings the paper does not give", ""]
-            out += [md_table(pd.DataFrame([{**u, "value": json.dumps(u["value"], default=str)} for u in p.unknowns])[["key", "marker", "value"]]), ""]
+            out += [md_table(pd.DataFrame([{**u, "value": _short(u["value"], 120)} for u in p.unknowns])[["key", "marker", "value"]]), ""]
     out += ["## Audits", ""]
     for p in rep.papers:
         if p.certified:
