@@ -303,3 +303,22 @@ def test_report_survives_missing_claims_missing_outputs_and_flags_unsound_certif
         p = next(p for p in rep.papers if p.name == tampered)
         assert sum(not r["ok"] for r in p.certified) == 1
         assert "A violation means an unsound bound" in page
+
+
+def test_every_claim_decides_on_the_columns_of_the_table_it_names(smoke_copy, smoke_config):
+    """Judged as if at the lite tier on the smoke tables: no claim names a column or filter value its table lacks."""
+    from robrepro.plan import Plan
+
+    plan = Plan(smoke_config)
+    tables = {t.name: pd.read_csv(smoke_copy / t.outputs["csv"]) for t in plan.targets.values() if (smoke_copy / t.outputs["csv"]).is_file()}
+    judged = 0
+    for name in plan.active_papers():
+        for c in V.load_claims(name) or []:
+            if "lite" not in c.tiers or c.table not in tables:
+                continue
+            v = V.judge(c, tables, "lite")
+            assert v.status in (V.SUPPORTED, V.REFUTED, V.INCONCLUSIVE)
+            missing = v.cells is not None and "verdict" in v.cells and bool((v.cells["verdict"] == "missing").any())
+            assert "no rows match" not in v.evidence and not missing, (c.id, v.evidence)
+            judged += 1
+    assert judged >= 3
