@@ -129,7 +129,9 @@ def test_smoke_never_judges_and_a_tier_not_listed_gets_no_verdict():
     v = judge(GREATER, df, tier="smoke", tiers=("smoke", "lite"))
     assert v.status == V.NO_VERDICT and v.evidence.startswith("smoke: no verdict")
     assert judge(GREATER, df, tier="lite", tiers=("paper",)).status == V.NO_VERDICT
-    assert V.judge(claim(GREATER), {}, "lite").status == V.INCONCLUSIVE  # target not built
+    not_planned, not_built = V.judge(claim(GREATER), {}, "lite"), V.judge(claim(GREATER), {"t": None}, "lite")
+    assert not_planned.status == not_built.status == V.INCONCLUSIVE
+    assert "not part of this tier's plan" in not_planned.evidence and "not built yet" in not_built.evidence
 
 
 def test_malformed_claims_files_are_rejected():

@@ -423,8 +423,9 @@ def _slug(s: str) -> str:
 TIER_NOTE = {
     "smoke": "SMOKE TIER: tiny models, subsets and few steps, some datasets synthetic. The numbers check the pipeline end to end; "
     "no claim and no number is judged here (smoke: no verdict).",
-    "lite": "LITE TIER: small models trained on real MNIST (and Iris) on a CPU. Claims that these data can decide are judged; "
-    "settings differ from the papers', so published numbers are set beside rows only where the settings match.",
+    "lite": "LITE TIER: small models trained for minutes on real MNIST (and Iris) on a CPU. The claims these data can decide are judged: "
+    "a verdict says whether the effect shows at this scale. Published numbers are the papers' full-size results, so 'outside "
+    "tolerance' is expected here; only the paper tier decides them.",
     "paper": "PAPER TIER: the papers' settings as far as they are known (see the unknown settings of each paper).",
 }
 

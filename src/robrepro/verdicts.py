@@ -176,9 +176,11 @@ def judge(claim: Claim, tables: dict[str, pd.DataFrame | None], tier: str) -> Ve
     if tier == "smoke" or tier not in claim.tiers:
         judged = ", ".join(t for t in claim.tiers if t != "smoke") or "no tier"
         return Verdict(claim, NO_VERDICT, f"{tier}: no verdict (judged at: {judged})")
-    df = tables.get(claim.table)
+    if claim.table not in tables:
+        return Verdict(claim, INCONCLUSIVE, f"missing data: target {claim.table} is not part of this tier's plan")
+    df = tables[claim.table]
     if df is None:
-        return Verdict(claim, INCONCLUSIVE, f"missing data: target {claim.table} is not built at this tier")
+        return Verdict(claim, INCONCLUSIVE, f"missing data: target {claim.table} is not built yet")
     params = {k: v for k, v in claim.test.items() if k not in ("predicate", "table")}
     rows, dropped = select(df, params.pop("filter", None), params.pop("largest", None))
     if not len(rows):
