@@ -324,3 +324,19 @@ def test_every_claim_decides_on_the_columns_of_the_table_it_names(smoke_copy, sm
             assert "no rows match" not in v.evidence and not missing, (c.id, v.evidence)
             judged += 1
     assert judged >= 3
+
+
+def test_an_audit_table_is_summarised_and_coloured():
+    from robrepro.plan import PlannedTarget
+    from robrepro.report import PaperReport, TargetInfo, _verdict_class, audit_summary
+
+    t = PlannedTarget("toy", "toy_audit", "table", "Audit", "m:f", [], {}, {})
+    info = TargetInfo(t, df=pd.DataFrame({"eps": [0.1, 0.2, 0.3], "verdict": ["robustness holds", "gradient masking", "gradient masking"]}))
+    p = PaperReport("toy", "Toy", [info], None)
+    assert audit_summary(p) == "toy_audit: 2 gradient masking, 1 robustness holds"
+    assert [_verdict_class(v) for v in ("robustness holds", "gradient masking", "weak attack", V.SUPPORTED)] == [
+        "supported",
+        "refuted",
+        "inconclusive",
+        "supported",
+    ]

@@ -265,6 +265,9 @@ def unknown_settings(config: dict[str, Any], paper: str) -> list[dict[str, Any]]
                 sub = props.get(k, extra if isinstance(extra, dict) else None)
                 if sub is not None:
                     walk(sub, v, f"{path}.{k}")
+        elif isinstance(value, list) and isinstance(s.get("items"), dict):
+            for i, v in enumerate(value):
+                walk(s["items"], v, f"{path}.{i}")
 
     walk(sch["properties"][paper], config.get(paper, {}), paper)
     return out
@@ -480,13 +483,25 @@ def html_table(df: pd.DataFrame, max_rows: int = 2000) -> str:
             t = _truth(v) if str(c).endswith("within_tol") or c in ("ok", "verdict_ok") else None
             if t is not None:
                 cls.append("ok" if t else "bad")
-            if c == "verdict" and str(v) in V.STATUSES + (V.HOLD, V.FAIL):
-                cls.append({V.HOLD: "supported", V.FAIL: "refuted"}.get(str(v), str(v).replace(" ", "-")))
+            if c == "verdict":
+                cls.append(_verdict_class(str(v)))
             attr = f' class="{" ".join(cls)}"' if cls else ""
             cells.append(f"<td{attr}>{_e(_fmt(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     more = f'<p class="meta">{len(df) - max_rows} more rows in the CSV.</p>' if len(df) > max_rows else ""
     return f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{more}'
+
+
+def _verdict_class(v: str) -> str:
+    """Colour of a verdict cell: ours, or an audit table's (whose words say whether a result holds)."""
+    if v in V.STATUSES:
+        return v.replace(" ", "-")
+    w = v.lower()
+    if v == V.HOLD or "holds" in w or "real" in w:
+        return "supported"
+    if v == V.FAIL or any(x in w for x in ("masking", "fails", "refuted", "violat")):
+        return "refuted"
+    return "inconclusive"
 
 
 def _badge(status: str) -> str:
@@ -553,7 +568,7 @@ def _target_html(t: TargetInfo, root: Path, tier: str) -> str:
     if t.png:
         out.append(f'<img alt="{_e(tg.title)}" src="{_png_data(root, t.png)}">')
         if t.df is not None and len(t.df):
-            out.append(f"<details><summary>Data behind the figure ({len(t.df)} rows)</summary>{html_table(t.df)}</details>")
+            out.append(f"<details><summary>Data behind the figure ({len(t.df)} rows)</summary>{html_table(t.df, max_rows=500)}</details>")
     elif t.df is not None:
         out.append(html_table(t.df))
     if t.notes:
@@ -587,13 +602,17 @@ def _certified_html(p: PaperReport) -> str:
 def _audit_verdicts_html(p: PaperReport) -> str:
     out = []
     for t in _audit_tables(p):
-        counts = t.df["verdict"].astype(str).value_counts().to_dict()
-        out.append(
-            f'<p>Verdicts of <a href="#target-{_slug(t.target.name)}">{_e(t.target.name)}</a>: '
-            + ", ".join(f"{n} {_e(k)}" for k, n in sorted(counts.items()))
-            + ".</p>"
-        )
+        out.append(f'<p>Verdicts of <a href="#target-{_slug(t.target.name)}">{_e(t.target.name)}</a>: {_e(audit_counts(t).split(": ", 1)[1])}.</p>')
     return "".join(out)
+
+
+def audit_counts(t: TargetInfo) -> str:
+    counts = t.df["verdict"].astype(str).value_counts().to_dict()
+    return f"{t.target.name}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+
+
+def audit_summary(p: PaperReport) -> str:
+    return "; ".join(x for x in [certified_summary(p)] + [audit_counts(t) for t in _audit_tables(p)] if x) or "—"
 
 
 def certified_summary(p: PaperReport) -> str:
@@ -610,7 +629,7 @@ def render_html(rep: Report, root: str | os.PathLike = ".") -> str:
     nav += ['<a href="#audits">Audits</a>', '<a href="#reading">How to read</a>']
     summary_rows = []
     for p in rep.papers:
-        audit = "; ".join(x for x in [certified_summary(p)] + [f"{t.target.name}: verdict table" for t in _audit_tables(p)] if x) or "—"
+        audit = audit_summary(p)
         summary_rows.append(
             f'<tr><td><a href="#paper-{_slug(p.name)}">{_e(p.title)}</a></td><td>{_e(claims_text(p))}</td>'
             f"<td>{_e(numbers_text(p.numbers, rep.tier))}</td><td>{_e(audit)}</td><td>{_e(compute_text(p.compute))}</td></tr>"
@@ -681,8 +700,7 @@ def render_md(rep: Report, md_path: str | os.PathLike) -> str:
     out = [f"# Reproduction report: {rep.tier} tier", "", f"> {TIER_NOTE.get(rep.tier, '')}", ""]
     out += [f"Results under `{rep.root}`; report built {rep.generated} from code {rep.code}.", "", "## Summary", ""]
     rows = [
-        {"paper": p.title, "claims": claims_text(p), "published numbers": numbers_text(p.numbers, rep.tier), "audits": certified_summary(p) or "—"}
-        for p in rep.papers
+        {"paper": p.title, "claims": claims_text(p), "published numbers": numbers_text(p.numbers, rep.tier), "audits": audit_summary(p)} for p in rep.papers
     ]
     out += [md_table(pd.DataFrame(rows)) if rows else "No paper is active in this configuration.", ""]
     for p in rep.papers:
@@ -737,9 +755,7 @@ def render_md(rep: Report, md_path: str | os.PathLike) -> str:
         if p.certified:
             bad = [r for r in p.certified if not r["ok"]]
             out += [f"- {p.title}: {certified_summary(p)}" + (f"; violations: {bad}" if bad else "")]
-        for t in _audit_tables(p):
-            counts = t.df["verdict"].astype(str).value_counts().to_dict()
-            out += [f"- {t.target.name}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))]
+        out += [f"- {audit_counts(t)}" for t in _audit_tables(p)]
     out += ["", "## How to read this report", ""] + [f"- {t}" for t in READING_TEXT] + [""]
     return "\n".join(out)
 
