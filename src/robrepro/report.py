@@ -512,6 +512,9 @@ def _png_data(root: Path, rel: str) -> str:
     return "data:image/png;base64," + base64.b64encode((root / rel).read_bytes()).decode("ascii")
 
 
+CELL_COLUMNS = {"left": "group", "right": "against", "left_value": "value", "right_value": "its value", "diff": "difference", "pm": "± noise (z se)"}
+
+
 def _claims_html(p: PaperReport, known_targets: set[str]) -> str:
     if p.claims_error:
         return f'<p class="banner">The claims file does not validate; no claim is judged.</p><pre>{_e(p.claims_error)}</pre>'
@@ -535,7 +538,7 @@ def _claims_html(p: PaperReport, known_targets: set[str]) -> str:
         f"<th>evidence</th><th>on the paper's own numbers</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
     details = "".join(
-        f"<details><summary>{_e(v.claim.id)}: every comparison</summary>{html_table(v.cells)}</details>"
+        f"<details><summary>{_e(v.claim.id)}: every comparison</summary>{html_table(v.cells.rename(columns=CELL_COLUMNS))}</details>"
         for v in p.verdicts
         if v.cells is not None and len(v.cells)
     )

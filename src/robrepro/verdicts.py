@@ -323,16 +323,13 @@ def _pairs(claim, rows, *, by, left, right, value, over=(), margin=0.0, noise="b
             )
     cells = pd.DataFrame(out)
     status = _overall(outcomes)
-    rel = {"greater": f"above {'by more than ' + _fmt(margin) + ' ' if margin else ''}",
-           "less": f"below {'by more than ' + _fmt(margin) + ' ' if margin else ''}",
-           "close": f"within {_fmt(margin)} of "}[mode]  # fmt: skip
-    counts = {o: outcomes.count(o) for o in (HOLD, FAIL, NOISE)}
-    ev = f"{by} {left} {rel}{' and '.join(map(str, rights))} ({value}): holds in {counts[HOLD]}/{len(outcomes)} comparisons"
-    if counts[FAIL]:
-        ev += f", fails in {counts[FAIL]}"
-    if counts[NOISE]:
-        ev += f", within noise or missing in {counts[NOISE]}"
-    ev += _sample_text(ns, noise, z)
+    others = " and ".join(map(str, rights))
+    if mode == "close":
+        rel = f"within {_fmt(margin)} of {others}"
+    else:
+        rel = f"{'above' if mode == 'greater' else 'below'} {others}" + (f" by more than {_fmt(margin)}" if margin else "")
+    ev = f"{by} {left} {rel} ({value}): holds in {outcomes.count(HOLD)}/{len(outcomes)} comparisons"
+    ev += _tally(cells, outcomes) + _sample_text(ns, noise, z)
     worst = _worst(cells)
     if worst:
         ev += f"; weakest: {worst}"
@@ -342,6 +339,16 @@ def _pairs(claim, rows, *, by, left, right, value, over=(), margin=0.0, noise="b
         known = pub.cells is not None and len(pub.cells) and (pub.cells["verdict"] != "missing").any()
         v.on_published = "" if not known else {SUPPORTED: "holds", REFUTED: "fails"}.get(pub.status, "partly missing")
     return v
+
+
+def _tally(cells: pd.DataFrame, outcomes: list[str]) -> str:
+    missing = int((cells["verdict"] == "missing").sum()) if len(cells) else 0
+    out = f", fails in {outcomes.count(FAIL)}" if outcomes.count(FAIL) else ""
+    if outcomes.count(NOISE) - missing:
+        out += f", within noise in {outcomes.count(NOISE) - missing}"
+    if missing:
+        out += f", data missing in {missing}"
+    return out
 
 
 def _sample_text(ns: set, noise: str, z: float) -> str:
@@ -414,12 +421,8 @@ def _extreme(claim, rows, *, by, expect, value, over=(), margin=0.0, noise="bino
         )
     cells = pd.DataFrame(out)
     word = "largest" if largest_wins else "smallest"
-    ev = f"{expect} has the {word} {value} in {outcomes.count(HOLD)}/{len(outcomes)} cells"
-    if outcomes.count(FAIL):
-        ev += f", not in {outcomes.count(FAIL)}"
-    if outcomes.count(NOISE):
-        ev += f", within noise or missing in {outcomes.count(NOISE)}"
-    ev += _sample_text(ns, noise, z)
+    ev = f"{by} {expect} has the {word} {value} in {outcomes.count(HOLD)}/{len(outcomes)} cells"
+    ev += _tally(cells, outcomes).replace("fails in", "not in") + _sample_text(ns, noise, z)
     worst = _worst(cells)
     if worst:
         ev += f"; closest runner-up: {worst}"
