@@ -396,7 +396,7 @@ def _extreme(claim, rows, *, by, expect, value, over=(), margin=0.0, noise="bino
     out, outcomes, ns = [], [], set()
     for key, sub in _cells(rows, over):
         a = _group_value(sub, by, expect, value, se, min_n)
-        others = [(g, _group_value(sub, by, g, value, se, min_n)) for g in sub[by].unique() if str(g) != str(expect)]
+        others = [(g, _group_value(sub, by, g, value, se, min_n)) for g in sub[by].unique() if not pd.isna(g) and str(g) != str(expect)]
         others = [(g, o) for g, o in others if o is not None]
         if a is None or not others:
             outcomes.append(NOISE)
