@@ -13,7 +13,7 @@ from robrepro.results import load_result
 pytestmark = pytest.mark.slow
 
 
-def snakemake(cwd, *args, configs=(), timeout=900):
+def snakemake(cwd, *args, configs=(), timeout=2400):
     # Targets and flags first: --configfile takes every following word as a file.
     return subprocess.run(
         [sys.executable, "-m", "snakemake", *args, "--cores", "2", "--configfile", "config/smoke.yaml", "local.yaml", *configs],
