@@ -7,6 +7,7 @@
 #   snakemake --profile slurm all                             # everything, paper tier, on SLURM
 #   snakemake --list-target-rules                             # every table and figure by name
 #   snakemake node_fig1 --cores 2 --configfile config/smoke.yaml   # one figure
+#   snakemake report --cores 2 --configfile config/smoke.yaml      # the reproduction report
 
 from snakemake.utils import min_version
 
@@ -27,10 +28,12 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/jobs.smk"
 include: "workflow/rules/targets.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         PLAN.all_targets(),
+        REPORT.values(),
     localrule: True

@@ -28,6 +28,10 @@ SPINE = [
     "workflow/rules/common.smk",
     "workflow/rules/jobs.smk",
     "workflow/rules/targets.smk",
+    "src/robrepro/report.py",
+    "src/robrepro/verdicts.py",
+    "workflow/rules/report.smk",
+    "workflow/scripts/report.py",
 ]
 
 

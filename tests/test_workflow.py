@@ -20,7 +20,7 @@ from robrepro.results import load_result
 pytestmark = pytest.mark.slow
 
 
-def snakemake(cwd, *args, configs=(), timeout=900):
+def snakemake(cwd, *args, configs=(), timeout=2400):
     # Targets and flags first: --configfile takes every following word as a file.
     env = {**os.environ, "PYTHONPATH": str(cwd / "src")}
     return subprocess.run(
@@ -86,6 +86,8 @@ def test_smoke_workflow_builds_every_target(workdir, smoke_run):
     assert ev["batch_dependence"]["n_checked"] > 0
     assert ev["provenance"]["data_source"] == "real"
     assert ev["provenance"]["spec"]["tier"] == "smoke"
+    page = (workdir / R / "report/index.html").read_text()
+    assert "smoke: no verdict" in page and (workdir / R / "report/REPORT.md").stat().st_size > 0
     print(f"smoke workflow: {seconds:.0f} s")
 
 
@@ -134,7 +136,8 @@ def test_changed_setting_reruns_exactly_what_it_affects(workdir, smoke_run, repo
     (workdir / "more.yaml").write_text(yaml.safe_dump({"node": {"fig1": {"eps": "4/255"}}}))
     res = snakemake(workdir, "-n", configs=["more.yaml"])
     assert res.returncode == 0, res.stderr[-3000:]
-    assert job_counts(res.stdout + res.stderr) == {"evaluate": fig1_jobs, "node_fig1": 1, "all": 1}
+    # The reproduction report reads every figure: it is rebuilt too.
+    assert job_counts(res.stdout + res.stderr) == {"evaluate": fig1_jobs, "node_fig1": 1, "report": 1, "all": 1}
 
 
 def _plan(workdir):
@@ -218,7 +221,7 @@ def test_report_lists_figures_and_tables(workdir, smoke_run):
     import zipfile
 
     names = zipfile.ZipFile(workdir / "report.zip").namelist()
-    plan_targets = ["node_fig1.png", "node_table1.csv", "node_clean.csv", "gm_table3.csv", "gm_fig3.png", "gm_fig4.png"]
+    plan_targets = ["node_fig1.png", "node_table1.csv", "node_clean.csv", "gm_table3.csv", "gm_fig3.png", "gm_fig4.png", "index.html"]
     for t in plan_targets:
         assert any(n.endswith(t) for n in names), t
 
