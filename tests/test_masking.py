@@ -1,6 +1,8 @@
 """Gradient-masking audit: each rule on hand-made numbers, then a deliberately masked model is flagged
 by real attacks while the honest model it wraps passes."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -140,3 +142,21 @@ def test_the_audit_flags_a_masked_model_and_passes_the_honest_one(vulnerable, ki
     assert [r.verdict for r in masked] == [MASKING, MASKING]
     # The paper's attack overstates robustness on the masked model: the audit says which attack did better.
     assert masked[-1].paper_acc > masked[-1].strongest_acc + 0.3 and masked[-1].strongest_attack == "square"
+
+
+def test_attack_suite_resumes_after_each_attack_and_feeds_the_audit(vulnerable, tmp_path):
+    from robrepro.evaluations.attack_suite import as_attack_results, run_suite
+
+    m, x8, y = vulnerable
+    state = tmp_path / "suite.json"
+    suite = {"fgsm": {"name": "fgsm"}, "pgd": {"name": "pgd", "steps": 5}}
+    first = run_suite(m, x8, y, {"fgsm": suite["fgsm"]}, [0.06], batch_size=64, state_path=state, key="k")
+    both = run_suite(m, x8, y, suite, [0.06], batch_size=64, state_path=state, key="k", extra_radii={"pgd": [1.0]})
+    assert both["fgsm"] == first["fgsm"]  # taken from the saved state, not re-run
+    assert [e["eps"] for e in both["pgd"]["per_eps"]] == [0.06, 1.0]
+    assert both["fgsm"]["one_step"] and not both["pgd"]["one_step"] and both["pgd"]["model_calls"] > both["fgsm"]["model_calls"]
+    results = as_attack_results(both)
+    assert audit(results, "pgd", [0.06], large_eps=1.0)[0].paper_acc == both["pgd"]["per_eps"][0]["robust_acc"]
+    fresh = run_suite(m, x8, y, {"fgsm": suite["fgsm"]}, [0.06], batch_size=64, state_path=state, key="other")
+    assert json.loads(state.read_text())["key"] == "other"  # another evaluation's state is not reused
+    assert fresh["fgsm"]["per_eps"] == first["fgsm"]["per_eps"]
