@@ -9,7 +9,7 @@ from torch import nn
 
 from robrepro import models
 from robrepro.attacks import make_attack, robust_accuracy
-from robrepro.evaluations.masking import HOLDS, MASKING, AttackResult, Thresholds, audit
+from robrepro.evaluations.masking import HOLDS, MASKING, WEAK, AttackResult, Thresholds, audit
 
 R = [0.1, 0.2]
 
@@ -57,6 +57,9 @@ def test_a_stronger_attack_far_below_the_papers_number_is_masking():
     assert rows[0].verdict == MASKING and rows[0].rule.startswith("gap") and rows[0].strongest_attack == "pgd-1000x5"
     assert rows[1].verdict == HOLDS  # at 0.2 the new attack is within the gap
     assert audit(results, "pgd", R, large_eps=1.0, th=Thresholds(gap=0.25))[0].verdict == HOLDS
+    # A one-step paper attack far above the strongest is a weak attack, not evidence of masking.
+    row = audit(results, "fgsm", R, large_eps=1.0)[0]
+    assert row.verdict == WEAK and row.rule.startswith("gap-one-step")
 
 
 def test_tolerance_absorbs_noise():
