@@ -50,7 +50,7 @@ def run_suite(
     """``suite``: label -> attack spec (``{"name": ..., **params}``); every attack runs at ``radii``
     plus ``extra_radii[label]`` (e.g. the very large radius of the sanity check, for some attacks).
 
-    Returns label -> ``{"attack", "access", "one_step", "clean_acc", "per_eps", "seconds",
+    Returns label -> ``{"attack", "threat", "access", "one_step", "clean_acc", "per_eps", "seconds",
     "model_calls", "nfe"}`` (``nfe`` 0 for a model without ODE blocks).
     """
     known = registry()
@@ -74,6 +74,7 @@ def run_suite(
             res = robust_accuracy(model, x, y, grid, make_attack(spec), batch_size=batch_size, device=device, seed=seed * 1009 + i, domain=domain)
         out[label] = {
             "attack": dict(spec),
+            "threat": info.threat,
             "access": info.access,
             "one_step": is_one_step(spec),
             "clean_acc": res["clean_acc"],
