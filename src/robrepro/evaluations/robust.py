@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..attacks import attack_mode, make_attack, predict, robust_accuracy, to_input
+from ..attacks import attack_mode, make_attack, predict, registry, robust_accuracy, to_input
 from ..models.odenet import forward_nfe
 from . import JobContext, register_kind
 
@@ -98,4 +98,5 @@ def attack_job(ctx: JobContext) -> dict[str, Any]:
         "[attack] " + ", ".join(f"eps={e['eps']:.4g}: {e['robust_acc_cumulative']:.3f}" for e in res["per_eps"]) + f" (clean {res['clean_acc']:.3f})",
         file=sys.stderr,
     )
-    return {"attack": p["attack"]["name"], "eps_labels": p["eps_labels"], **res, "cost": cost, "batch_dependence": dep}
+    threat = registry()[p["attack"]["name"]].threat
+    return {"attack": p["attack"]["name"], "threat": threat, "eps_labels": p["eps_labels"], **res, "cost": cost, "batch_dependence": dep}
