@@ -45,6 +45,7 @@ def test_relaxation_lines_enclose_the_activation(act):
     op = bounds.network_ops(nn.Sequential(act))[0]
     l, u = _intervals()
     a_l, b_l, a_u, b_u = op.relax(l, u)
+    b_l = 0 if b_l is None else b_l  # None: no intercept
     t = torch.linspace(0, 1, 2001, dtype=DT).unsqueeze(1)
     z = l + t * (u - l)
     f = act(z)

@@ -173,7 +173,8 @@ class BoundOp:
         c, r = self.ibp(*box.centre_radius())
         return Box(c, r, inplace=box.inplace)
 
-    def backward(self, A: torch.Tensor, d: torch.Tensor, in_shape: torch.Size, pre) -> tuple[torch.Tensor, torch.Tensor]:
+    def backward(self, A: torch.Tensor, d: torch.Tensor, in_shape: torch.Size, pre, inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``inplace``: ``A`` may be overwritten (no autograd, and the pass owns it)."""
         raise NotImplementedError(f"{type(self.module).__name__} has no linear relaxation")
 
 
@@ -186,11 +187,12 @@ class NormalizeOp(BoundOp):
         # |1/std| keeps the radius non-negative even for a negative std.
         return (c - m.mean) / m.std, r / m.std.abs()
 
-    def backward(self, A, d, in_shape, pre):
+    def backward(self, A, d, in_shape, pre, inplace=False):
         m = self.module
         # Per-channel shift; expand covers a single mean/std broadcast over all channels.
         shift = (-m.mean / m.std).flatten().expand(A.shape[2])
-        return A / m.std, d + torch.matmul(A.flatten(3).sum(3), shift)
+        d = d + torch.matmul(A.flatten(3).sum(3), shift)
+        return (A.div_(m.std) if inplace else A / m.std), d
 
     def per_feature(self, in_shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std expanded to the input's shape (no batch dimension)."""
@@ -211,7 +213,7 @@ class FlattenOp(BoundOp):
     def ibp_box(self, box):
         return Box(box.c.flatten(1), box.r.flatten(1), box.k, box.inplace)
 
-    def backward(self, A, d, in_shape, pre):
+    def backward(self, A, d, in_shape, pre, inplace=False):
         return A.reshape(*A.shape[:2], *in_shape), d
 
 
@@ -233,7 +235,7 @@ class AffineOp(BoundOp):
     def ibp_box(self, box):
         W, b, k = self.weight, self.bias, box.k
         if k != 1.0:
-            return Box(self.apply(box.c, W * k, b), self.apply(box.r, W.abs() * k, None), 1.0, box.inplace)
+            return Box(self.apply(box.c, W * k, b), self.apply(box.r, W.abs().mul_(k), None), 1.0, box.inplace)
         return Box(self.apply(box.c, W, b), self.apply(box.r, W.abs(), None), 1.0, box.inplace)
 
 
@@ -252,7 +254,7 @@ class LinearOp(AffineOp):
         r2 = torch.bmm(W.abs(), r.unsqueeze(2)).squeeze(2)
         return c2 - r2, c2 + r2
 
-    def backward(self, A, d, in_shape, pre):
+    def backward(self, A, d, in_shape, pre, inplace=False):
         if self.bias is not None:
             d = d + torch.matmul(A, self.bias)
         return torch.matmul(A, self.weight), d
@@ -275,12 +277,18 @@ class Conv2dOp(AffineOp):
 
     def apply(self, x, W, b):
         m = self.module
+        # Channels-last weights make oneDNN keep the activations channels-last, which is faster on
+        # a CPU for the wider convolutions (DM-large IBP 1.5x forward instead of 2.3x; no change on
+        # the small ones); the elementwise steps between layers keep that layout.
+        W = W.contiguous(memory_format=torch.channels_last)
         return F.conv2d(x, W, b, stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups)
 
-    def backward(self, A, d, in_shape, pre):
+    def backward(self, A, d, in_shape, pre, inplace=False):
         if self.bias is not None:
             d = d + torch.matmul(A.sum((3, 4)), self.bias)
-        return _conv_backward(self.module, A, in_shape, self.weight), d
+        # A channels-last weight makes oneDNN run the transposed convolution (and return A) in
+        # channels-last layout, about twice as fast on a CPU; later steps keep that layout.
+        return _conv_backward(self.module, A, in_shape, self.weight.contiguous(memory_format=torch.channels_last)), d
 
     def fold_normalize(self, norm: NormalizeOp, in_shape: torch.Size) -> Conv2dOp | None:
         """This conv applied to ``Normalize(x)`` as one conv of ``x``; None where zero padding forbids it
@@ -362,14 +370,34 @@ class MonotoneActivation(BoundOp):
         return Box(hi + lo, hi - lo, 0.5, box.inplace)
 
     def relax(self, l, u) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(a_l, b_l, a_u, b_u)`` with ``a_l z + b_l <= phi(z) <= a_u z + b_u`` for all z in ``[l, u]``."""
+        """``(a_l, b_l, a_u, b_u)`` with ``a_l z + b_l <= phi(z) <= a_u z + b_u`` for all z in ``[l, u]`` (``b_l = None``: 0)."""
         raise NotImplementedError
 
-    def backward(self, A, d, in_shape, pre):
+    def backward(self, A, d, in_shape, pre, inplace=False):
         a_l, b_l, a_u, b_u = self.relax(*pre)
-        A_pos, A_neg = A.clamp(min=0), A.clamp(max=0)
-        d = d + torch.einsum("bmn,bn->bm", A_pos.flatten(2), b_l.flatten(1)) + torch.einsum("bmn,bn->bm", A_neg.flatten(2), b_u.flatten(1))
-        return A_pos * a_l.unsqueeze(1) + A_neg * a_u.unsqueeze(1), d
+        # A+ a_l + A- a_u  =  A a_l + A- (a_u - a_l), and A+ b_l + A- b_u  =  A b_l + A- (b_u - b_l):
+        # one new tensor (A-) and passes over A that can run in place; b_l = None means 0.
+        A_neg = A.clamp(max=0)
+        if b_l is None:
+            d = d + _dot_neurons(A_neg, b_u)
+        else:
+            d = d + _dot_neurons(A, b_l) + _dot_neurons(A_neg, b_u - b_l)
+        a_l, gap = a_l.unsqueeze(1), (a_u - a_l).unsqueeze(1)
+        if inplace:
+            return A.mul_(a_l).addcmul_(A_neg, gap), d
+        return torch.addcmul(A * a_l, A_neg, gap), d
+
+
+def _dot_neurons(A: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``sum_n A[b, m, n] v[b, n]`` for ``A`` of shape ``(B, M, *shape)`` and ``v`` of ``(B, *shape)``, as ``(B, M)``.
+
+    ``A`` may be in channels-last layout (the transposed convolutions return it): the neurons are
+    then read in memory order, so nothing large is copied.
+    """
+    B, M = A.shape[:2]
+    if A.dim() == 5 and not A.is_contiguous() and A.permute(0, 1, 3, 4, 2).is_contiguous():
+        A, v = A.permute(0, 1, 3, 4, 2), v.permute(0, 2, 3, 1)
+    return torch.bmm(A.reshape(B, M, -1), v.reshape(B, -1, 1)).squeeze(2)
 
 
 @register_op(nn.ReLU)
@@ -382,30 +410,23 @@ class ReLUOp(MonotoneActivation):
 
     @staticmethod
     def slopes(l, u):
-        """(lower slope, upper slope, upper intercept); the lower intercept is 0."""
-        active = l >= 0
-        unstable = (l < 0) & (u > 0)
-        # Safe denominator so that the masked-out branches cannot produce inf/NaN gradients.
-        den = torch.where(unstable, u - l, torch.ones_like(u))
-        upper = torch.where(unstable, u / den, active.to(u.dtype))
-        intercept = torch.where(unstable, -upper * l, torch.zeros_like(u))
-        lower = torch.where(unstable, (u > -l).to(u.dtype), active.to(u.dtype))
+        """(lower slope, upper slope, upper intercept); the lower intercept is 0.
+
+        The upper line is the chord of ReLU through ``(l, relu(l))`` and ``(u, relu(u))`` in every
+        case: slope 1 / intercept 0 when active, 0 / 0 when inactive, ``u/(u-l)`` / ``-u l/(u-l)``
+        when unstable (a point interval gets slope 0 through ``relu(u)``, also exact). The lower
+        slope ``u + l > 0`` is 1 when active, 0 when inactive and CROWN's adaptive choice when
+        unstable. Branch-free: a few passes over the neurons instead of a dozen masks.
+        """
+        ru = F.relu(u)
+        upper = (ru - F.relu(l)) / (u - l).clamp(min=torch.finfo(u.dtype).tiny)
+        intercept = ru - upper * u
+        lower = (u + l > 0).to(u.dtype)
         return lower, upper, intercept
 
     def relax(self, l, u):
         lower, upper, intercept = self.slopes(l, u)
-        return lower, torch.zeros_like(l), upper, intercept
-
-    def backward(self, A, d, in_shape, pre):
-        lower, upper, intercept = self.slopes(*pre)
-        # The lower line has no intercept, so only negative coefficients add to the constant.
-        d = d + torch.einsum("bmn,bn->bm", A.clamp(max=0).flatten(2), intercept.flatten(1))
-        return A * torch.where(A >= 0, lower.unsqueeze(1), upper.unsqueeze(1)), d
-
-
-def _relu_relaxation(l: torch.Tensor, u: torch.Tensor):
-    """Linear relaxation of ReLU on [l, u]: (lower slope, upper slope, upper intercept)."""
-    return ReLUOp.slopes(l, u)
+        return lower, None, upper, intercept
 
 
 class SShaped(MonotoneActivation):
@@ -695,8 +716,11 @@ def _backward(ops: list[BoundOp], trace: _Trace, A: torch.Tensor, end: int) -> t
     """
     B, M = A.shape[:2]
     d = A.new_zeros(B, M)
+    # Without autograd the steps may overwrite A, but never the caller's tensor.
+    inplace, caller = not torch.is_grad_enabled(), A.untyped_storage().data_ptr()
     for i in range(end - 1, -1, -1):
-        A, d = ops[i].backward(A, d, trace.shapes[i], trace.pre.get(i))
+        owned = A.untyped_storage().data_ptr() != caller
+        A, d = ops[i].backward(A, d, trace.shapes[i], trace.pre.get(i), inplace=inplace and owned)
     return A, d
 
 
@@ -706,9 +730,8 @@ def concretize(A: torch.Tensor, d: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
     ``lo``/``hi`` may carry a different radius than the box the relaxation was built on, as long
     as their box lies inside it (then the bound stays sound).
     """
-    c, r = ((hi + lo) / 2).flatten(1), ((hi - lo) / 2).flatten(1)
-    A = A.flatten(2)
-    return torch.bmm(A, c.unsqueeze(2)).squeeze(2) - torch.bmm(A.abs(), r.unsqueeze(2)).squeeze(2) + d
+    c, r = (hi + lo) / 2, (hi - lo) / 2
+    return _dot_neurons(A, c) - _dot_neurons(A.abs(), r) + d
 
 
 # ----------------------------------------------------------------------------------------------
