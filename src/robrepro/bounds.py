@@ -182,22 +182,30 @@ class BoundOp:
 class NormalizeOp(BoundOp):
     """Per-channel ``(x - mean) / std``: exact on boxes (and folded into a following affine layer by the interval pass)."""
 
-    def ibp(self, c, r):
+    def stats(self, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std shaped to broadcast over a batch of ``ndim`` dims (tabular: one channel per feature)."""
         m = self.module
+        if ndim == 2:
+            return m.mean.view(1, -1), m.std.view(1, -1)
+        return m.mean, m.std
+
+    def ibp(self, c, r):
+        mean, std = self.stats(c.dim())
         # |1/std| keeps the radius non-negative even for a negative std.
-        return (c - m.mean) / m.std, r / m.std.abs()
+        return (c - mean) / std, r / std.abs()
 
     def backward(self, A, d, in_shape, pre, inplace=False):
-        m = self.module
+        mean, std = self.stats(len(in_shape) + 1)
         # Per-channel shift; expand covers a single mean/std broadcast over all channels.
-        shift = (-m.mean / m.std).flatten().expand(A.shape[2])
-        d = d + torch.matmul(A.flatten(3).sum(3), shift)
-        return (A.div_(m.std) if inplace else A / m.std), d
+        shift = (-mean / std).flatten().expand(A.shape[2])
+        d = d + torch.matmul(A.flatten(3).sum(3) if A.dim() > 3 else A, shift)
+        std = std.unsqueeze(1)  # over the specification rows
+        return (A.div_(std) if inplace else A / std), d
 
     def per_feature(self, in_shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std expanded to the input's shape (no batch dimension)."""
-        m = self.module
-        return m.mean.expand(1, *in_shape)[0], m.std.expand(1, *in_shape)[0]
+        mean, std = self.stats(len(in_shape) + 1)
+        return mean.expand(1, *in_shape)[0], std.expand(1, *in_shape)[0]
 
 
 @register_op(nn.Flatten)
@@ -670,8 +678,8 @@ def _interval_pass(ops: list[BoundOp], lo, hi, C=None, record: bool = True) -> t
         j = 1
         while j < len(ops) and isinstance(ops[j], FlattenOp):
             j += 1
-        # A Linear needs the Flatten in between (Normalize broadcasts over image-shaped inputs).
-        if j < len(ops) and (isinstance(ops[j], Conv2dOp) or (isinstance(ops[j], LinearOp) and j > 1)):
+        # A Linear needs the Flatten in between for image-shaped inputs (tabular ones are flat already).
+        if j < len(ops) and (isinstance(ops[j], Conv2dOp) or (isinstance(ops[j], LinearOp) and (j > 1 or lo.dim() == 2))):
             folded = ops[j].fold_normalize(ops[0], lo.shape[1:])
             if folded is not None:
                 plan[0], plan[j] = None, folded
