@@ -141,16 +141,17 @@ def sweep_vs_torchattacks(model, x, y, grid, pgd, repeats, name, torchattacks) -
             ref.append(correct / len(y))
         tr.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        ours = robust_accuracy(model, x, y, grid, make_attack(pgd), batch_size=256, seed=r)
+        # The cumulative sweep (independent=False): the worst case up to each radius, re-attacking only survivors.
+        ours = robust_accuracy(model, x, y, grid, make_attack(pgd), batch_size=256, seed=r, independent=False)
         ts.append(time.perf_counter() - t0)
         print(f"  [{name}] repeat {r}: torchattacks loop {tr[-1]:.2f} s, grid sweep {ts[-1]:.2f} s, speed-up {tr[-1] / ts[-1]:.2f}x")
-    print("  eps*255 | torchattacks PGD acc | sweep PGD acc")
+    print("  eps*255 | torchattacks PGD acc | sweep PGD acc (worst case up to eps)")
     for eps, a_ref, e in zip(grid, ref, ours["per_eps"]):
-        print(f"  {eps * 255:7.0f} | {a_ref:20.3f} | {e['robust_acc']:.3f}")
+        print(f"  {eps * 255:7.0f} | {a_ref:20.3f} | {e['robust_acc_cumulative']:.3f}")
     print(
         f"[2] {name}: eps-grid sweep speed-up vs torchattacks per eps: median {statistics.median(tr) / statistics.median(ts):.2f}x (goal >= 3), "
         f"clean acc {ours['clean_acc']:.3f}; sweep never weaker (within 2 examples of random-start noise): "
-        f"{all(e['robust_acc'] <= a + 2 / len(y) for a, e in zip(ref, ours['per_eps']))}"
+        f"{all(e['robust_acc_cumulative'] <= a + 2 / len(y) for a, e in zip(ref, ours['per_eps']))}"
     )
 
 

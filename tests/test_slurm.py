@@ -558,12 +558,12 @@ def _workflow_copy(dest: Path, data_root: Path) -> Path:
 def _workflow_results(workdir: Path) -> dict:
     """What must not depend on where the jobs ran: metrics of every train and eval result, and the tables."""
     out = {}
-    for p in sorted((workdir / "results/node").rglob("*.json")):
+    for p in sorted((workdir / "results/smoke/node").rglob("*.json")):
         doc = json.loads(p.read_text())
-        out[str(p.relative_to(workdir))] = {k: doc[k] for k in ("history", "clean_acc", "per_eps", "nfe_mean") if k in doc}
+        out[str(p.relative_to(workdir))] = {k: doc[k] for k in ("history", "clean_acc", "per_eps", "cost") if k in doc}
         for e in out[str(p.relative_to(workdir))].get("per_eps", []):
             e.pop("seconds", None)
-    for p in sorted((workdir / "results/node/tables").glob("*.csv")):
+    for p in sorted((workdir / "results/smoke/node/tables").glob("*.csv")):
         out[str(p.relative_to(workdir))] = p.read_text()
     return out
 
@@ -586,5 +586,5 @@ def test_project_workflow_through_slurm_matches_local_run(slurm_cluster, profile
     print(f"\nTIMING project workflow slice: local {t_local:.1f} s, through SLURM {t_slurm:.1f} s")
     # Really ran on the cluster: trainings by rule name, evaluations as jobs of the "eval" group.
     names = {j["JobName"].split("-")[1] for j in slurm_cluster.jobs_in(remote)}
-    assert "train" in names and names & {"attack", "group_eval"}, names
+    assert "train" in names and names & {"evaluate", "group_eval"}, names
     assert _workflow_results(remote) == _workflow_results(local)
