@@ -36,9 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from scipy.optimize import basinhopping, linear_sum_assignment, minimize
-from torch import nn
 
 # ----------------------------------------------------------------------------------------------
 # The energy
@@ -102,6 +100,10 @@ class MLPEnergy:
             Hm[i] = (self.energy_and_grad(w + e)[1] - self.energy_and_grad(w - e)[1]) / (2 * h)
         return (Hm + Hm.T) / 2
 
+    def distance(self, w1: np.ndarray, w2: np.ndarray) -> float:
+        """Distance between two minima up to the network's symmetries (:func:`permutation_distance`)."""
+        return permutation_distance(self, w1, w2)
+
     def unit_vectors(self, w: np.ndarray) -> np.ndarray:
         """One row per hidden unit: its incoming weights, bias and outgoing weights (the unit's symmetry orbit)."""
         W1, b1, W2, _ = self.unpack(w)
@@ -110,15 +112,19 @@ class MLPEnergy:
     def error(self, w: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
         return float((self.logits(w, x).argmax(1) != np.asarray(y)).mean())
 
-    def to_torch(self, w: np.ndarray, dtype=torch.float32) -> nn.Sequential:
-        """The same network as a torch module (Flatten, Linear, Tanh, Linear) for attacks and bounds."""
+    def to_torch(self, w: np.ndarray, dtype=None):
+        """The same network as a torch module (Flatten, Linear, Tanh, Linear; float32 by default) for attacks and bounds."""
+        import torch  # only here: the search itself needs no torch (a resumed search starts faster)
+        from torch import nn
+
+        dtype = dtype or torch.float32
         W1, b1, W2, b2 = self.unpack(w)
-        net = nn.Sequential(nn.Flatten(), nn.Linear(self.D, self.H), nn.Tanh(), nn.Linear(self.H, self.K))
+        net = nn.Sequential(nn.Flatten(), nn.Linear(self.D, self.H), nn.Tanh(), nn.Linear(self.H, self.K)).to(dtype)
         with torch.no_grad():
             for layer, (W, b) in zip((net[1], net[3]), ((W1, b1), (W2, b2))):
                 layer.weight.copy_(torch.from_numpy(W))
                 layer.bias.copy_(torch.from_numpy(b))
-        return net.to(dtype).eval()
+        return net.eval()
 
 
 def permutation_distance(energy: MLPEnergy, w1: np.ndarray, w2: np.ndarray) -> float:
@@ -155,7 +161,7 @@ class MinimaDatabase:
     def find(self, energy: MLPEnergy, e: float, w: np.ndarray) -> int | None:
         """Index of a stored minimum that ``(e, w)`` duplicates, or None."""
         for i, m in enumerate(self.minima):
-            if abs(m.energy - e) <= self.energy_tol and permutation_distance(energy, np.asarray(m.params), w) <= self.dist_tol:
+            if abs(m.energy - e) <= self.energy_tol and energy.distance(np.asarray(m.params), w) <= self.dist_tol:
                 return i
         return None
 
@@ -233,8 +239,11 @@ def database_of(state: dict) -> MinimaDatabase:
     return MinimaDatabase(db["energy_tol"], db["dist_tol"], [Minimum(**m) for m in db["minima"]])
 
 
-def run_search(energy: MLPEnergy, cfg: SearchConfig, state_path, log: Callable[[str], None] | None = None) -> dict:
+def run_search(energy, cfg: SearchConfig, state_path, log: Callable[[str], None] | None = None) -> dict:
     """Basin-hopping on ``energy`` until ``cfg.n_steps`` steps are done; resumes from ``state_path`` if present.
+
+    ``energy`` is any object with ``n_params``, ``energy_and_grad(w)``, ``hessian(w)`` and
+    ``distance(w1, w2)`` (:class:`MLPEnergy`, or a test function).
 
     Returns the final state: ``{"config", "digest", "step", "chunk", "x", "stepsize", "database",
     "counts"}``. ``counts`` tallies candidate minima: ``new``, ``duplicate``, ``not_converged``

@@ -23,6 +23,7 @@ from torch import nn
 
 from .. import bounds
 from ..attacks import attack_mode, to_input
+from . import JobContext, register_kind
 
 SPACES = ("logits", "probs")
 
@@ -133,3 +134,56 @@ def check_containment(
                 total += m
                 done += m
     return {"outputs": total, "outside": outside, "max_excess": excess}
+
+
+def verified_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float], *, method: str, domain, batch_size: int, device
+) -> list[float]:
+    """Fraction of test points whose every margin is certified positive over the eps-box, per eps."""
+    ok = torch.zeros(len(eps_grid))
+    with attack_mode(model):
+        for i in range(0, len(y), batch_size):
+            xb, yb = to_input(x[i : i + batch_size], device), y[i : i + batch_size].to(device)
+            ok += bounds.verified_radii(model, xb, yb, eps_grid, method=method, domain=domain).sum(1).float().cpu()
+    return (ok / max(1, len(y))).tolist()
+
+
+@register_kind("sensitivity", resources="attack", modules=("bounds.py", "evaluations/sensitivity.py"))
+def sensitivity_job(ctx: JobContext) -> dict[str, Any]:
+    """TRDNN sensitivity of a trained model on the test split.
+
+    ``params``: ``eps`` (radii of the sensitivity), ``spaces`` (logits and/or probs), ``method``
+    (bound of the box), ``verify_eps`` and ``verify_method`` (certified accuracy), ``containment``
+    (``{"points": P, "per_point": N}``: N sampled outputs for each of the first P test points must
+    lie in their boxes at the largest eps, else the job fails), ``batch_size``.
+    """
+    import sys
+
+    p = ctx.params
+    model, (x, y) = ctx.model, ctx.test
+    domain = ctx.dataset.domain
+    out: dict[str, Any] = {"n": len(y), "domain": list(domain)}
+    out["sensitivity"] = {
+        s: sensitivity(model, x, p["eps"], space=s, method=p["method"], domain=domain, batch_size=p["batch_size"], device=ctx.device) for s in p["spaces"]
+    }
+    t0 = time.perf_counter()
+    acc = verified_accuracy(model, x, y, p["verify_eps"], method=p["verify_method"], domain=domain, batch_size=p["batch_size"], device=ctx.device)
+    out["verified"] = {"method": p["verify_method"], "per_eps": [{"eps": e, "verified_acc": a} for e, a in zip(p["verify_eps"], acc)]}
+    out["verified"]["seconds"] = round(time.perf_counter() - t0, 3)
+    c = p.get("containment") or {}
+    if c.get("points", 0) > 0:
+        xs = to_input(x[: c["points"]], ctx.device)
+        checks = {
+            s: check_containment(model, xs, max(p["eps"]), n_per_sample=c["per_point"], space=s, method=p["method"], domain=domain, seed=ctx.spec["seed"])
+            for s in p["spaces"]
+        }
+        bad = {s: r for s, r in checks.items() if r["outside"]}
+        if bad:
+            raise AssertionError(f"unsound output box: sampled outputs outside it {bad}")
+        out["containment"] = checks
+    print(
+        "[sensitivity] "
+        + ", ".join(f"{s} eps={e['eps']:.4g}: mean log S {e['mean_log_volume']:.3f}" for s, r in out["sensitivity"].items() for e in r["per_eps"]),
+        file=sys.stderr,
+    )
+    return out
