@@ -80,7 +80,7 @@ def test_basin_hopping_finds_the_known_minima(tmp_path):
 
     f = TiltedWells()
     # Known minima: roots of 4 t (t^2 - 1) + c near -1 and +1, per coordinate.
-    roots = {c: [brentq(lambda t: 4 * t * (t * t - 1) + c, a, b) for a, b in ((-1.5, -0.6), (0.6, 1.5))] for c in (0.1, 0.2)}
+    roots = {c: [brentq(lambda t, c=c: 4 * t * (t * t - 1) + c, a, b) for a, b in ((-1.5, -0.6), (0.6, 1.5))] for c in (0.1, 0.2)}
     known = sorted(f.energy_and_grad(np.array([rx, ry]))[0] for rx in roots[0.1] for ry in roots[0.2])
     cfg = L.SearchConfig(n_steps=60, chunk=20, stepsize=1.0, seed=3, init_scale=0.5, dist_tol=1e-4, energy_tol=1e-9)
     state = L.run_search(f, cfg, tmp_path / "s.json")
