@@ -154,8 +154,8 @@ class Minimum:
 
 @dataclass
 class MinimaDatabase:
-    energy_tol: float = 1e-7
-    dist_tol: float = 1e-3
+    energy_tol: float = 1e-6
+    dist_tol: float = 1e-2
     minima: list[Minimum] = field(default_factory=list)
 
     def find(self, energy: MLPEnergy, e: float, w: np.ndarray) -> int | None:
@@ -190,16 +190,16 @@ def check_minimum(energy: MLPEnergy, w: np.ndarray, gtol: float, hess_tol: float
 class SearchConfig:
     n_steps: int = 200  # basin-hopping steps in all
     chunk: int = 25  # steps between two saved states
-    temperature: float = 1.0
-    stepsize: float = 1.0  # initial displacement half-width (adapted towards 50% acceptance)
-    interval: int = 10  # steps between step-size updates
+    temperature: float = 0.05  # in units of the loss (distinct minima differ by ~0.01 on Iris)
+    stepsize: float = 3.0  # initial displacement half-width (adapted towards 50% acceptance)
+    interval: int = 5  # steps between step-size updates
     seed: int = 0
     init_scale: float = 1.0  # std of the random start
-    energy_tol: float = 1e-7
-    dist_tol: float = 1e-3
+    energy_tol: float = 1e-6
+    dist_tol: float = 1e-2
     gtol: float = 1e-5  # a minimum's gradient norm at most this
     hess_tol: float = 1e-6  # and no Hessian eigenvalue below -hess_tol
-    lbfgs_gtol: float = 1e-9
+    lbfgs_gtol: float = 1e-7
     lbfgs_maxiter: int = 20000
 
     def digest(self) -> str:

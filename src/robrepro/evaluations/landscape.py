@@ -37,11 +37,13 @@ def features(x: torch.Tensor, pool: int) -> torch.Tensor:
 def evaluate_minimum(energy: L.MLPEnergy, w: np.ndarray, data: dict, p: dict, domain, seed: int) -> dict[str, Any]:
     """Errors, sensitivity and attack accuracies of the network at parameters ``w``."""
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
-    model = energy.to_torch(w)
+    model = energy.to_torch(w)  # float32, as the attacks feed it
     row: dict[str, Any] = {"train_err": energy.error(w, xtr.numpy(), ytr.numpy()), "test_err": energy.error(w, xte.numpy(), yte.numpy())}
+    # Sensitivity in float64: saturated probabilities would round a width to 0 (log-volume -inf) in float32.
+    model64 = energy.to_torch(w, torch.float64)
     with torch.no_grad():
         for space in p["spaces"]:
-            lv = log_volume(model, xte, p["sens_eps"], space=space, domain=domain)
+            lv = log_volume(model64, xte.double(), p["sens_eps"], space=space, domain=domain)
             row[f"mean_log_volume_{space}"] = summarize(lv)["mean_log_volume"]
             row[f"log_mean_volume_{space}"] = summarize(lv)["log_mean_volume"]
     for name, spec in p["attacks"].items():
