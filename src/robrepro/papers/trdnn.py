@@ -222,7 +222,7 @@ def fig_landscape(paths: list[str], outputs: dict[str, str], bootstrap: int) -> 
     panels = []
     for d in docs:
         ds = d["labels"]["dataset"]
-        sub = df[df.dataset == ds]
+        sub = df[df.dataset == ds].dropna(axis=1, how="all")  # the other dataset's radii are not columns here
         cols = [c for c in sub.columns if c.startswith("mean_log_volume_")] + [c for c in sub.columns if c.startswith("pgd_acc@") or c.startswith("fgsm_acc@")]
         for c in cols + ["test_err"]:
             r = rank_correlations(sub["energy"], sub[c], n_boot=bootstrap, seed=0)
