@@ -192,6 +192,10 @@ class SearchConfig:
     chunk: int = 25  # steps between two saved states
     temperature: float = 0.05  # in units of the loss (distinct minima differ by ~0.01 on Iris)
     stepsize: float = 3.0  # initial displacement half-width (adapted towards 50% acceptance)
+    # Cap of the adapted step: falling back into the same minimum counts as accepted (zero energy
+    # change), so in a funnel the acceptance stays near 1 and scipy's adaptation grows the step
+    # without bound (measured on Iris: 1669 after 300 steps, saturated tanh units, no new minima).
+    max_stepsize: float = 6.0
     interval: int = 5  # steps between step-size updates
     seed: int = 0
     init_scale: float = 1.0  # std of the random start
@@ -207,13 +211,14 @@ class SearchConfig:
 
 
 class _Displacement:
-    """Uniform random displacement in ``[-stepsize, stepsize]^d``; scipy adapts ``stepsize``."""
+    """Uniform random displacement in ``[-s, s]^d`` with ``s = min(stepsize, cap)``; scipy adapts ``stepsize``."""
 
-    def __init__(self, stepsize: float, rng: np.random.Generator):
-        self.stepsize, self.rng = stepsize, rng
+    def __init__(self, stepsize: float, rng: np.random.Generator, cap: float = float("inf")):
+        self.stepsize, self.rng, self.cap = stepsize, rng, cap
 
     def __call__(self, x):
-        return x + self.rng.uniform(-self.stepsize, self.stepsize, size=x.shape)
+        s = min(self.stepsize, self.cap)
+        return x + self.rng.uniform(-s, s, size=x.shape)
 
 
 def _local_min(energy: MLPEnergy, cfg: SearchConfig) -> dict:
@@ -283,7 +288,7 @@ def _run_search(energy: MLPEnergy, cfg: SearchConfig, state_path: Path, log) -> 
     while state["step"] < cfg.n_steps:
         k, counts = state["chunk"], state["counts"]
         niter = min(cfg.chunk, cfg.n_steps - state["step"])
-        take = _Displacement(state["stepsize"], np.random.default_rng([cfg.seed, k + 1, 1]))
+        take = _Displacement(state["stepsize"], np.random.default_rng([cfg.seed, k + 1, 1]), cfg.max_stepsize)
         current = {"x": np.asarray(state["x"]), "step": state["step"]}
 
         def callback(x, f, accept, current=current, counts=counts):
@@ -304,7 +309,9 @@ def _run_search(energy: MLPEnergy, cfg: SearchConfig, state_path: Path, log) -> 
             callback=callback,
             rng=np.random.default_rng([cfg.seed, k + 1, 2]),
         )
-        state.update(step=state["step"] + niter, chunk=k + 1, x=current["x"].tolist(), stepsize=float(take.stepsize), database=_db_dict(db))
+        state.update(
+            step=state["step"] + niter, chunk=k + 1, x=current["x"].tolist(), stepsize=min(float(take.stepsize), cfg.max_stepsize), database=_db_dict(db)
+        )
         _save_atomic(state_path, state)
         if log:
             log(f"step {state['step']}/{cfg.n_steps}: {len(db.minima)} minima, lowest {min(db.energies()):.6f}, step size {take.stepsize:.3f}, counts {counts}")
