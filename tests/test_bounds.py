@@ -506,7 +506,9 @@ def test_verified_radii_matches_verified_per_radius():
 
 def test_unsupported_layer_is_rejected():
     with pytest.raises(NotImplementedError):
-        bounds.ibp(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), torch.zeros(1, 2), torch.ones(1, 2))
+        bounds.ibp(nn.Sequential(nn.Linear(2, 2), nn.GELU()), torch.zeros(1, 2), torch.ones(1, 2))
+    with pytest.raises(NotImplementedError):  # softmax only as the last layer
+        bounds.ibp(nn.Sequential(nn.Linear(2, 2), nn.Softmax(1), nn.Linear(2, 2)), torch.zeros(1, 2), torch.ones(1, 2))
 
 
 # ----------------------------------------------------------------------------------------------
