@@ -277,7 +277,7 @@ def certified_audit(plan: Plan, paper: str, docs: _Docs) -> list[dict[str, Any]]
     """Certified error >= attack error for every certified model and radius (a sound bound can never
     certify a point an attack breaks): one row per (model, radius, bound) of every result carrying both."""
     rows = []
-    for key in sorted(k for k in plan.jobs if k[0] == paper):
+    for key in sorted((k for k in plan.jobs if k[0] == paper), key=lambda k: tuple("" if x is None else str(x) for x in k)):
         doc = docs.get(plan.job_file(*key))
         for e in (doc or {}).get("per_eps", []) or []:
             if not isinstance(e, dict) or not isinstance(e.get("verified_err"), dict) or e.get("attack_err") is None:
