@@ -11,15 +11,22 @@ from robrepro.config import ConfigError, load, schema, validate
 from robrepro.plan import Plan
 
 
-def test_both_tiers_validate_and_plan(repo_root):
+def test_every_tier_validates_and_plans(repo_root):
     paper = load(repo_root / "config/config.yaml")
     smoke = load(repo_root / "config/config.yaml", repo_root / "config/smoke.yaml")
-    assert paper["tier"] == "paper" and smoke["tier"] == "smoke"
-    p, s = Plan(paper), Plan(smoke)
-    assert set(p.runs["node"]) == set(s.runs["node"])  # same experiments, other scale
-    assert len([r for r in p.runs["node"] if r.startswith("fig1-")]) == 11
+    lite = load(repo_root / "config/config.yaml", repo_root / "config/lite.yaml")
+    assert (paper["tier"], smoke["tier"], lite["tier"]) == ("paper", "smoke", "lite")
+    p, s, li = Plan(paper), Plan(smoke), Plan(lite)
+    node = lambda plan: {r for (paper_, r) in plan.runs if paper_ == "node"}  # noqa: E731
+    assert node(p) == node(s)  # same experiments, other scale
+    assert len([r for r in node(p) if p.runs[("node", r)]["experiment"] == "fig1"]) == 11
     assert p.train_spec("node", "fig1-h1")["model"]["name"] == "resnet56"
     assert s.train_spec("node", "fig1-h1")["data"]["source"] == "synthetic"
+    # Tiers never share an output path.
+    assert p.paths.root != s.paths.root != li.paths.root
+    assert all(f.startswith("results/lite/") for f in li.all_targets())
+    # Lite uses real data only.
+    assert {spec["data"]["source"] for spec in li.runs.values()} == {"real"}
 
 
 def test_empty_config_gets_every_default():
@@ -28,6 +35,7 @@ def test_empty_config_gets_every_default():
     assert cfg["node"]["attacks"]["pgd"]["steps"] == 20
     assert cfg["node"]["table1"]["runs"]["mnist"]["odenet"]["train"]["optimizer"]["name"] == "sgd"
     assert cfg["data"]["root"] == "resources/data"
+    assert cfg["gm"]["recipes"]["cifar10"]["model"]["name"] == "dm_large"
 
 
 @pytest.mark.parametrize(
@@ -43,7 +51,16 @@ def test_empty_config_gets_every_default():
         ({"node": {"fig1": {"train": {"objective": {"name": "pgd_at", "epsilon": 0.1}}}}}, "node.fig1.train.objective.epsilon: unknown parameter"),
         ({"node": {"fig1": {"train": {"objective": {"name": "magic"}}}}}, "node.fig1.train.objective.name: unknown objective 'magic'"),
         ({"node": {"attacks": {"fgsm": {"name": "fgsm", "steps": 3}}}}, "node.attacks.fgsm.steps: unknown parameter"),
-        ({"papers": ["node", "ssp2"]}, "papers.1: 'ssp2' is not one of"),
+        ({"papers": ["node", "ssp2"]}, "papers.1: unknown paper 'ssp2'"),
+        ({"gm": {"recipes": {"mnist": {"methods": {"ibp": {"name": "ibp", "kapa_end": 0.3}}}}}}, "gm.recipes.mnist.methods.ibp.kapa_end: unknown parameter"),
+        ({"gm": {"recipes": {"mnist": {"methods": {"ibp": {"name": "ibp", "beta_end": 0.3}}}}}}, "gm.recipes.mnist.methods.ibp.beta_end: unknown parameter"),
+        ({"gm": {"recipes": {"mnist": {"trian": {}}}}}, "gm.recipes.mnist: Additional properties are not allowed ('trian'"),
+        (
+            {"node": {"fig1": {"train": {"objective": {"name": "natural", "eps": 0.1}}}}},
+            "node.fig1.train.objective.eps: unknown parameter; this component takes no parameters",
+        ),
+        ({"gm": {"eval": {"attack": {"name": "pgd", "stpes": 3}}}}, "gm.eval.attack.stpes: unknown parameter"),
+        ({"tier": "huge"}, "tier: 'huge' is not one of"),
     ],
 )
 def test_bad_config_names_the_key(repo_root, override, key):
@@ -93,7 +110,7 @@ def test_every_schema_key_has_description_and_default():
     assert not missing, missing
     # additionalProperties: false on every object with fixed keys
     for path, _raw, resolved, _ in _props(sch):
-        if resolved.get("type") == "object" and "properties" in resolved and path.split(".")[-1] not in ("model", "objective"):
+        if resolved.get("type") == "object" and "properties" in resolved and path.split(".")[-1] not in ("model", "objective", "attack"):
             assert resolved.get("additionalProperties") is False or isinstance(resolved.get("additionalProperties"), dict), path
 
 

@@ -23,11 +23,61 @@ def test_real_mnist_linked_from_mirror_md5_checked(tmp_path, data_root):
     man = D.prepare("mnist", "real", tmp_path / "root", [str(tmp_path / "absent"), str(data_root)], download=False)
     assert man["source"] == "real" and man["obtained"].startswith("linked from mirror")
     assert man["md5"]["t10k-images-idx3-ubyte"] == MNIST_T10K_IMAGES_MD5
+    assert man["md5"]["t10k-images-idx3-ubyte.gz"] == "9fb629c4189551a2d022fa330f9573f3"  # torchvision's published md5
     x, y = D.load_split("mnist", "test", source="real", root=tmp_path / "root")
     assert x.shape == (10000, 1, 28, 28) and x.dtype == torch.uint8
     assert y.shape == (10000,) and y.bincount().tolist()[0] == 980  # published count of zeros
     x5, _ = D.load_split("mnist", "train", source="real", root=tmp_path / "root", limit=5)
     assert x5.shape == (5, 1, 28, 28)
+
+
+def _copy_mnist(src, dst):
+    import shutil
+
+    (dst / "MNIST").mkdir(parents=True)
+    shutil.copytree(src / "MNIST" / "raw", dst / "MNIST" / "raw")
+
+
+@pytest.mark.parametrize("victim", ["t10k-labels-idx1-ubyte", "train-labels-idx1-ubyte.gz"])
+def test_a_corrupt_mirror_is_refused_and_nothing_is_linked(tmp_path, data_root, victim):
+    mirror = tmp_path / "mirror"
+    _copy_mnist(data_root, mirror)
+    f = mirror / "MNIST" / "raw" / victim
+    raw = bytearray(f.read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # one flipped bit
+    f.write_bytes(bytes(raw))
+    with pytest.raises(D.DataIntegrityError) as err:
+        D.prepare("mnist", "real", tmp_path / "root", [str(mirror)], download=False)
+    msg = str(err.value)
+    assert victim in msg and D.md5(f) in msg and "published" in msg
+    assert not (tmp_path / "root" / "MNIST").exists()
+
+
+def test_a_corrupt_file_under_the_root_is_refused(tmp_path, data_root):
+    _copy_mnist(data_root, tmp_path / "root")
+    f = tmp_path / "root" / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    with open(f, "r+b") as fh:
+        fh.seek(5000)
+        b = fh.read(1)
+        fh.seek(5000)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    with pytest.raises(D.DataIntegrityError, match="t10k-images-idx3-ubyte"):
+        D.prepare("mnist", "real", tmp_path / "root", [], download=False)
+
+
+def test_dataset_registry_knows_kinds_and_domains():
+    assert D.info("mnist").domain == (0.0, 1.0) and D.info("iris").domain == (None, None)
+    assert D.info("tiny_imagenet").geometry == {"in_channels": 3, "image_size": 64, "num_classes": 200}
+    x, y = D.load_split("iris", "train", source="real", root="unused")
+    xt, yt = D.load_split("iris", "test", source="real", root="unused")
+    assert x.shape == (105, 4) and xt.shape == (45, 4) and x.dtype == torch.float32
+    assert torch.allclose(x.mean(0), torch.zeros(4), atol=1e-5)  # standardised on the training split
+    assert y.bincount().tolist() == [35, 35, 35] and yt.bincount().tolist() == [15, 15, 15]  # stratified
+    for name in ("fashion_mnist", "tiny_imagenet"):
+        xs, ys = D.load_split(name, "test", source="synthetic", root="unused", limit=20)
+        assert xs.shape == (20, *D.info(name).shape) and xs.dtype == torch.uint8 and int(ys.max()) < D.info(name).num_classes
+    with pytest.raises(ValueError, match="no synthetic"):
+        D.prepare("iris", "synthetic", "unused")
 
 
 def test_missing_dataset_without_download_is_a_clear_error(tmp_path):
@@ -44,8 +94,7 @@ def test_synthetic_cifar_is_deterministic_and_shaped_like_cifar():
     assert not torch.equal(x, xt)
     assert set(y.tolist()) == set(range(10))
     assert D.prepare("cifar10", "synthetic", "unused")["source"] == "synthetic"
-    with pytest.raises(ValueError):
-        D.prepare("mnist", "synthetic", "unused")
+    assert D.prepare("mnist", "synthetic", "unused")["source"] == "synthetic"
 
 
 def test_synthetic_cifar_is_learnable_but_not_trivial():

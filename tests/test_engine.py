@@ -171,3 +171,25 @@ def test_lr_schedules():
     assert lr_at(opt, cos, 0, 10, 4) == pytest.approx(0.1) and lr_at(opt, cos, 20, 10, 4) == pytest.approx(0.05)
     warm = {"name": "constant", "warmup_epochs": 1}
     assert lr_at(opt, warm, 0, 10, 4) == pytest.approx(0.01) and lr_at(opt, warm, 10, 10, 4) == pytest.approx(0.1)
+
+
+class _Payload:
+    """Stands for code a tampered model file would run when unpickled."""
+
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def test_a_model_file_that_needs_pickled_code_is_refused(tmp_path):
+    from robrepro.engine import load_model, safe_load
+
+    bad = tmp_path / "model.pt"
+    torch.save({"spec": {}, "state_dict": {}, "extra": _Payload()}, bad)
+    with pytest.raises(ValueError, match="refused to load"):
+        load_model(bad)
+    with pytest.raises(ValueError, match=str(bad)):
+        safe_load(bad)
+    # A plain checkpoint of tensors and containers loads.
+    good = tmp_path / "ok.pt"
+    torch.save({"w": torch.ones(2), "meta": {"a": [1, 2.0, "x"]}}, good)
+    assert safe_load(good)["meta"]["a"] == [1, 2.0, "x"]

@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from robrepro import bounds, evaluate
+from robrepro import bounds
 from robrepro.attacks import make_attack
+from robrepro.evaluations import certified as evaluate
 from robrepro.models import Normalize
 
 

@@ -48,85 +48,35 @@ def cmd_train(a) -> None:
     print(f"[train] done: {json.dumps(doc['final'])}", file=sys.stderr)
 
 
-class _EvalJob:
-    """What every evaluation job starts with: its spec, device, the trained model and the test split."""
+def cmd_evaluate(a) -> None:
+    from .evaluations import JobContext, registry
 
-    def __init__(self, a):
-        from . import data as D
-        from .engine import load_model, resolve_device
+    spec = _spec(a.spec)
+    kind = registry()[spec["kind"]]
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    ctx = JobContext(spec, model_path=a.model, data_root=a.data_root, device=a.device, out=a.out, partial=a.partial, progress=not a.no_progress)
+    ctx.write(kind.fn(ctx))
+    if a.partial:
+        # The result is written: resumable state could only resume a finished job.
+        from pathlib import Path
 
-        self.started = time.time()
-        if a.threads:
-            torch.set_num_threads(a.threads)
-        self.out = a.out
-        self.spec, self.device = _spec(a.spec), resolve_device(a.device)
-        torch.manual_seed(self.spec["seed"])
-        self.model, self.train_spec = load_model(a.model, self.device)
-        ds = self.spec["data"]
-        self.x, self.y = D.load_split(ds["name"], "test", source=ds["source"], root=a.data_root, limit=ds.get("test_limit"), seed=ds.get("synthetic_seed", 0))
-
-    def write(self, kind: str, payload: dict) -> None:
-        from .results import provenance, write_result
-
-        s, ts = self.spec, self.train_spec
-        head = {"paper": s["paper"], "run": s["run"], "experiment": ts.get("experiment"), "model": ts["model"]}
-        write_result(
-            self.out, kind, {**head, **payload}, provenance(spec=s, seed=s["seed"], device=self.device, data_source=s["data"]["source"], started=self.started)
-        )
-
-
-def cmd_attack(a) -> None:
-    from .attacks import make_attack, predict, robust_accuracy
-    from .models.odenet import forward_nfe
-
-    job = _EvalJob(a)
-    spec, model = job.spec, job.model
-    nfe = []
-
-    def record_nfe():
-        v = forward_nfe(model)
-        if v is not None:
-            nfe.append(v)
-
-    res = robust_accuracy(
-        model, job.x, job.y, spec["eps"], make_attack(spec["attack"]), batch_size=spec["batch_size"], device=job.device, seed=spec["seed"], on_batch=record_nfe
-    )
-    # The clean forward NFE of the ODE models (the attack's NFE are recorded per batch above).
-    predict(model, job.x[: spec["batch_size"]], spec["batch_size"], job.device)
-    job.write("attack", {"attack": spec["attack"]["name"], **res, "nfe_mean": forward_nfe(model), "nfe_attack_mean": (sum(nfe) / len(nfe)) if nfe else None})
-    print("[attack] " + ", ".join(f"eps={e['eps']:.4g}: {e['robust_acc']:.3f}" for e in res["per_eps"]) + f" (clean {res['clean_acc']:.3f})", file=sys.stderr)
-
-
-def cmd_verify(a) -> None:
-    from .attacks import make_attack
-    from .evaluate import certified_errors
-
-    job = _EvalJob(a)
-    spec = job.spec
-    res = certified_errors(
-        job.model, job.x, job.y, spec["eps"], spec["methods"], make_attack(spec["attack"]), batch_size=spec["batch_size"], device=job.device, seed=spec["seed"]
-    )
-    job.write("verify", {"objective": job.train_spec["train"]["objective"], "labels": job.train_spec.get("labels", {}), **res})
-    print(
-        f"[verify] std err {res['std_err']:.3f}; "
-        + ", ".join(f"eps={e['eps']:.4g}: " + "/".join(f"{k} {v:.3f}" for k, v in e["verified_err"].items()) for e in res["per_eps"]),
-        file=sys.stderr,
-    )
+        Path(a.partial).unlink(missing_ok=True)
 
 
 def cmd_report(a) -> None:
-    from . import reporting
+    from .plan import builder
 
     outputs = {p.rsplit(".", 1)[1]: p for p in a.out}
     params = _spec(a.params) if a.params else {}
-    getattr(reporting, a.what)(a.inputs, **params, outputs=outputs)
+    builder(a.builder)(a.inputs, outputs, **params)
 
 
 def cmd_validate(a) -> None:
     from .config import ConfigError, load
 
     try:
-        cfg = load(*a.files)
+        cfg = load(*a.files, config_dir=a.config_dir)
     except ConfigError as err:
         print(err, file=sys.stderr)
         sys.exit(2)
@@ -161,25 +111,23 @@ def main(argv=None) -> None:
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("attack", parents=[common], help="clean and robust accuracy of a model over an epsilon grid")
-    s.add_argument("--model", required=True)
+    s = sub.add_parser("evaluate", parents=[common], help="run one evaluation job (its kind is named in the spec)")
+    s.add_argument("--model", default=None, help="the trained model, for kinds that evaluate one")
     s.add_argument("--out", required=True)
-    s.set_defaults(func=cmd_attack)
-
-    s = sub.add_parser("verify", parents=[common], help="standard, verified (IBP, CROWN-IBP) and attack errors over an epsilon grid")
-    s.add_argument("--model", required=True)
-    s.add_argument("--out", required=True)
-    s.set_defaults(func=cmd_verify)
+    s.add_argument("--partial", default=None, help="where a long job may keep resumable state")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("report", help="build a table or figure from result files")
-    s.add_argument("what", help="a function of robrepro.reporting, e.g. node_table1")
-    s.add_argument("inputs", nargs="+")
+    s.add_argument("builder", help="the target's builder, module:function (from the plan)")
+    s.add_argument("--inputs", nargs="*", default=[])
     s.add_argument("--params", default=None, help="JSON keyword arguments")
     s.add_argument("--out", nargs="+", required=True, help="output files (extension selects the format)")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("validate-config", help="merge and validate config files")
     s.add_argument("files", nargs="+")
+    s.add_argument("--config-dir", default=None, help="folder holding papers/<paper>[.<tier>].yaml (default: the first file's folder)")
     s.set_defaults(func=cmd_validate)
 
     a = p.parse_args(argv)

@@ -1,10 +1,17 @@
-"""Load, merge and validate the workflow configuration.
+"""Load, compose and validate the workflow configuration.
 
-The schema (``schemas/config.schema.yaml``, JSON Schema Draft 2020-12) is the single source of
-defaults: validation fills every missing key from it. Every error is reported at once, each with the
-path of the offending key (``node.fig1.train.epochs: -1 is less than the minimum of 1``). Checks the
-schema cannot express (model and objective keyword arguments against their constructors, epsilon
-with ``**kwargs`` aside) run after it. Snakemake calls :func:`validate` at parse time, before any job starts.
+Layers, later wins (recursively): each registered paper's ``config/papers/<paper>.yaml`` (its paper
+tier, every key commented), then its ``config/papers/<paper>.<tier>.yaml`` overrides for the tier in
+force, then the user's configuration (``config/config.yaml`` and any ``--configfile``/``--config``).
+So a paper brings its own configuration files, and a tier is chosen by one key, ``tier``.
+
+The schema (``schemas/config.schema.yaml`` for the shared keys, plus each paper's
+``papers/<paper>.schema.yaml`` under its name; JSON Schema Draft 2020-12) is the single source of
+defaults: validation fills every missing key. Every error is reported at once, each with the path of
+the offending key (``node.fig1.train.epochs: -1 is less than the minimum of 1``). Checks the schema
+cannot express run after it: every model, objective and attack setting is checked against the
+parameters its constructor or function accepts. Snakemake calls :func:`compose` at parse time,
+before any job starts.
 """
 
 from __future__ import annotations
@@ -24,7 +31,18 @@ class ConfigError(ValueError):
 
 
 def schema() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("robrepro").joinpath("schemas/config.schema.yaml").read_text())
+    """The full schema: shared keys plus one property per registered paper."""
+    from . import papers
+
+    sch = yaml.safe_load(resources.files("robrepro").joinpath("schemas/config.schema.yaml").read_text())
+    for name, cls in papers.registry().items():
+        part = cls.schema()
+        for key, value in part.pop("$defs", {}).items():
+            if key in sch["$defs"]:
+                raise ValueError(f"schema of paper {name!r} redefines $defs/{key}")
+            sch["$defs"][key] = value
+        sch["properties"][name] = part
+    return sch
 
 
 def _with_defaults(validator_cls):
@@ -51,20 +69,43 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults into ``config`` in place and return it; raise :class:`ConfigError` listing all problems."""
     sch = schema()
     errors = sorted(_Validator(sch).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    msgs = [f"  {_path(e)}: {e.message}" for e in errors] + _semantic_errors(config)
+    msgs = [f"  {_path(e)}: {e.message}" for e in errors] + _semantic_errors(config, sch)
     if msgs:
         raise ConfigError("invalid configuration:\n" + "\n".join(msgs))
     return config
 
 
-def load(*paths: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Merge YAML files left to right (later wins, recursively), apply overrides, validate."""
+def paper_layers(tier: str, config_dir: str | Path) -> dict[str, Any]:
+    """Every registered paper's own configuration for ``tier``: its paper-tier file, then its tier overrides."""
+    from . import papers
+
+    out: dict[str, Any] = {}
+    for name in papers.registry():
+        for f in (Path(config_dir) / "papers" / f"{name}.yaml", Path(config_dir) / "papers" / f"{name}.{tier}.yaml"):
+            if f.exists():
+                merge(out, yaml.safe_load(f.read_text()) or {})
+    return out
+
+
+def compose(user: dict[str, Any], config_dir: str | Path) -> dict[str, Any]:
+    """The paper layers under the user's configuration, validated. ``user`` is left unchanged."""
+    tier = user.get("tier", "paper")
+    if tier not in ("smoke", "lite", "paper"):
+        raise ConfigError(f"invalid configuration:\n  tier: {tier!r} is not one of ['smoke', 'lite', 'paper']")
+    return validate(merge(paper_layers(tier, config_dir), copy.deepcopy(user)))
+
+
+def load(*paths: str | Path, overrides: dict[str, Any] | None = None, config_dir: str | Path | None = None) -> dict[str, Any]:
+    """Merge YAML files left to right (later wins, recursively), apply overrides, compose and validate.
+
+    The paper layers come from ``config_dir`` (default: the folder of the first file).
+    """
     cfg: dict[str, Any] = {}
     for p in paths:
         merge(cfg, yaml.safe_load(Path(p).read_text()) or {})
     if overrides:
         merge(cfg, overrides)
-    return validate(cfg)
+    return compose(cfg, config_dir or (Path(paths[0]).parent if paths else "config"))
 
 
 def merge(base: dict, other: dict) -> dict:
@@ -77,58 +118,68 @@ def merge(base: dict, other: dict) -> dict:
     return base
 
 
-def _kwargs_errors(where: str, fn, kwargs: dict[str, Any], skip=("self",)) -> list[str]:
+def kwargs_errors(where: str, fn, kwargs: dict[str, Any], skip=("self",)) -> list[str]:
+    """Keys of ``kwargs`` that ``fn`` does not name as parameters. A ``**kwargs`` catch-all accepts
+    nothing extra here: a setting must name a parameter, or it would fail later inside a job."""
     params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return []
-    allowed = set(params) - set(skip)
-    return [f"  {where}.{k}: unknown parameter; allowed: {', '.join(sorted(allowed))}" for k in kwargs if k not in allowed]
+    allowed = {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - set(skip)
+    return [
+        f"  {where}.{k}: unknown parameter; " + (f"allowed: {', '.join(sorted(allowed))}" if allowed else "this component takes no parameters")
+        for k in kwargs
+        if k not in allowed
+    ]
 
 
-def _semantic_errors(config: dict[str, Any]) -> list[str]:
-    from . import attacks, models, objectives
+def _semantic_errors(config: dict[str, Any], sch: dict[str, Any]) -> list[str]:
+    """Walk the configuration beside its schema; check every model, objective and attack setting."""
+    from . import attacks, data, models, objectives, papers
 
-    model_registry, objective_registry, attack_registry = models.registry(), objectives.registry(), attacks.registry()
+    registries = {
+        "model": (models.registry(), lambda f: f, ("in_channels", "image_size", "num_classes")),
+        "objective": (objectives.registry(), lambda c: c.__init__, ("self",)),
+        "attack": (attacks.registry(), lambda a: a.fn, ("model", "x", "y", "eps", "generator")),
+    }
     errs: list[str] = []
-    geometry = ("in_channels", "image_size", "num_classes")
 
-    def walk(node, path):
+    def check(kind: str, node: dict, path: str) -> None:
+        reg, fn_of, skip = registries[kind]
+        rest = dict(node)
+        name = rest.pop("name", None)
+        if name not in reg:
+            errs.append(f"  {path}.name: unknown {kind} {name!r}; known: {', '.join(sorted(reg))}")
+        else:
+            errs.extend(kwargs_errors(path, fn_of(reg[name]), rest, skip=skip))
+
+    def resolve(s):
+        while isinstance(s, dict) and "$ref" in s:
+            s = sch["$defs"][s["$ref"].rsplit("/", 1)[1]]
+        return s
+
+    def walk(s, node, path):
+        ref = s.get("$ref", "").rsplit("/", 1)[-1] if isinstance(s, dict) else ""
+        if ref in registries and isinstance(node, dict):
+            check(ref, node, path)
+            return
+        s = resolve(s)
+        if not isinstance(s, dict):
+            return
         if isinstance(node, dict):
-            if "model" in node and isinstance(node["model"], dict) and "name" in node["model"]:
-                m = dict(node["model"])
-                name = m.pop("name")
-                if name not in model_registry:
-                    errs.append(f"  {path}.model.name: unknown model {name!r}; known: {', '.join(sorted(model_registry))}")
-                else:
-                    errs.extend(_kwargs_errors(f"{path}.model", model_registry[name], m, skip=geometry))
-            if "objective" in node and isinstance(node["objective"], dict):
-                o = dict(node["objective"])
-                name = o.pop("name", None)
-                if name not in objective_registry:
-                    errs.append(f"  {path}.objective.name: unknown objective {name!r}; known: {', '.join(sorted(objective_registry))}")
-                else:
-                    errs.extend(_kwargs_errors(f"{path}.objective", objective_registry[name].__init__, o))
+            props = s.get("properties", {})
+            extra = s.get("additionalProperties")
             for k, v in node.items():
-                walk(v, f"{path}.{k}" if path else k)
-        elif isinstance(node, list):
+                sub = props.get(k, extra if isinstance(extra, dict) else None)
+                if sub is not None:
+                    walk(sub, v, f"{path}.{k}" if path else k)
+        elif isinstance(node, list) and isinstance(s.get("items"), dict):
             for i, v in enumerate(node):
-                walk(v, f"{path}.{i}")
+                walk(s["items"], v, f"{path}.{i}")
 
-    walk(config, "")
-    for path, spec in _attack_specs(config, ""):
-        if spec.get("name") in attack_registry:
-            a = dict(spec)
-            errs.extend(_kwargs_errors(path, attack_registry[a.pop("name")].fn, a, skip=("model", "x", "y", "eps", "generator")))
+    walk(sch, config, "")
+    known = papers.registry()
+    for i, p in enumerate(config.get("papers") or []):
+        if p not in known:
+            errs.append(f"  papers.{i}: unknown paper {p!r}; known: {', '.join(sorted(known))}")
+    for name, d in config.get("data", {}).items():
+        if isinstance(d, dict) and d.get("source") == "synthetic" and name in data.INFO and not data.INFO[name].synthetic:
+            errs.append(f"  data.{name}.source: {name} has no synthetic stand-in")
     return errs
-
-
-def _attack_specs(node, path):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            p = f"{path}.{k}" if path else k
-            if k == "attacks" and isinstance(v, dict):
-                for name, spec in v.items():
-                    if isinstance(spec, dict):
-                        yield f"{p}.{name}", spec
-            else:
-                yield from _attack_specs(v, p)

@@ -62,12 +62,9 @@ def spec_hash(spec: dict[str, Any]) -> str:
 
 def build_model(spec: dict[str, Any]) -> torch.nn.Module:
     """The model of a run spec, for the dataset of the spec (normalisation inside)."""
-    info = D.INFO[spec["data"]["name"]]
     kw = dict(spec["model"])
     name = kw.pop("name")
-    return models.build(
-        name, in_channels=info.in_channels, image_size=info.image_size, num_classes=info.num_classes, mean=spec["data"]["mean"], std=spec["data"]["std"], **kw
-    )
+    return models.build(name, **D.info(spec["data"]["name"]).geometry, mean=spec["data"]["mean"], std=spec["data"]["std"], **kw)
 
 
 def make_optimizer(params, cfg: dict[str, Any]) -> torch.optim.Optimizer:

@@ -1,5 +1,5 @@
-# Helpers for the workflow: configuration validation (before any job starts), the plan of runs,
-# and the input/param functions the rules call. No rules here.
+# Helpers for the workflow: configuration (composed and validated before any job starts), the plan
+# of runs, jobs and targets, and the input/param functions the rules call. No rules here.
 
 import json
 import os
@@ -7,15 +7,26 @@ import shlex
 import sys
 from pathlib import Path
 
-from robrepro.config import ConfigError, validate as _validate_config
+from robrepro.config import ConfigError, compose
 from robrepro.plan import Plan
 
 try:
-    _validate_config(config)
+    # Each paper's own configuration files (config/papers/) under the user's configuration.
+    _composed = compose(config, Path(workflow.basedir) / "config")
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+config.clear()
+config.update(_composed)
 
 PLAN = Plan(config)
+P = PLAN.paths
+
+
+wildcard_constraints:
+    **PLAN.wildcard_values(),
+    run="[A-Za-z0-9_.+-]+",
+    name="[A-Za-z0-9_.+-]+",
+
 
 # Jobs run `python -m robrepro`: the interpreter running Snakemake (the project's environment) comes
 # first on PATH, unless a conda environment is activated on top of it (--sdm conda).
@@ -28,24 +39,40 @@ def code_files(*modules):
     """Package files a job runs: declared as inputs so that a code change re-runs what it affects
     (Snakemake's code trigger sees only rule bodies, not imported modules)."""
     out = []
-    for m in ("__init__.py", "results.py", *modules):
+    for m in ("__init__.py", "results.py", "registry.py", "data.py", "engine.py", "models", *modules):
         p = SRC / m
         out += sorted(str(f) for f in p.glob("*.py")) if p.is_dir() else [str(p)]
-    return out
+    return sorted(set(out))
 
 
-TRAIN_CODE = code_files("engine.py", "data.py", "attacks.py", "models", "objectives")
-ATTACK_CODE = code_files("engine.py", "data.py", "attacks.py", "models")
-VERIFY_CODE = ATTACK_CODE + code_files("bounds.py", "evaluate.py")
-REPORT_CODE = code_files("reporting.py") + sorted(str(f) for f in (SRC / "published").glob("*.csv"))
+TRAIN_CODE = code_files("attacks", "objectives", "bounds.py", "schedules.py")
+
+
+def job_code(wildcards):
+    kind = PLAN.kinds[wildcards.kind]
+    return code_files("evaluations/__init__.py", *kind.modules)
+
+
+def report_code(paper):
+    published = SRC / "published" / f"{paper}.csv"
+    return code_files("reporting.py", f"papers/{paper}.py") + ([str(published)] if published.exists() else [])
 
 
 def res(kind, key):
-    return config["resources"][kind][key]
+    r = config["resources"]
+    return r.get(kind, r["attack"])[key]
+
+
+def kind_res(key):
+    return lambda wildcards: res(PLAN.kinds[wildcards.kind].resources, key)
 
 
 def dataset_manifest(wildcards):
-    return f"results/data/{PLAN.train_spec(wildcards.paper, wildcards.run)['data']['name']}.json"
+    return P.data(PLAN.train_spec(wildcards.paper, wildcards.run)["data"]["name"])
+
+
+def job_manifest(wildcards):
+    return P.data(PLAN.job_spec(wildcards.paper, None, wildcards.kind, wildcards.name)["data"]["name"])
 
 
 def train_spec_json(wildcards):
@@ -53,11 +80,11 @@ def train_spec_json(wildcards):
 
 
 def eval_spec_json(wildcards):
-    return json.dumps(PLAN.eval_spec(wildcards.paper, wildcards.run, wildcards.attack), sort_keys=True)
+    return json.dumps(PLAN.job_spec(wildcards.paper, wildcards.run, wildcards.kind, wildcards.name), sort_keys=True)
 
 
-def verify_spec_json(wildcards):
-    return json.dumps(PLAN.verify_spec(wildcards.paper, wildcards.run), sort_keys=True)
+def standalone_spec_json(wildcards):
+    return json.dumps(PLAN.job_spec(wildcards.paper, None, wildcards.kind, wildcards.name), sort_keys=True)
 
 
 def data_args(wildcards):

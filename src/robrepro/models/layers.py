@@ -9,7 +9,7 @@ from torch import nn
 class Normalize(nn.Module):
     """Per-channel (x - mean) / std as the first layer of every model.
 
-    Models take images in [0, 1]; normalisation lives inside the model so that attacks and bounds
+    Models take images in [0, 1] (or tabular features); normalisation lives inside the model so that attacks and bounds
     work in pixel space (an l-inf radius eps is eps/std per channel after this layer). The bound
     engine treats it as an affine layer.
     """
@@ -22,6 +22,8 @@ class Normalize(nn.Module):
         self.register_buffer("std", std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # tabular features: one "channel" per feature
+            return (x - self.mean.view(1, -1)) / self.std.view(1, -1)
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:

@@ -193,10 +193,32 @@ class IBPTraining(_Certified):
     name = "ibp"
     uses_beta = False
 
-    def __init__(self, *, eps_max, kappa_start: float = 1.0, kappa_end: float = 0.5, **kw):
-        if "beta_start" in kw or "beta_end" in kw:
-            raise TypeError("the ibp objective has no beta (it is CROWN-IBP with beta = 0)")
-        super().__init__(eps_max=eps_max, kappa_start=kappa_start, kappa_end=kappa_end, beta_start=0.0, beta_end=0.0, **kw)
+    # Explicit parameters (no **kwargs): the configuration is checked against this signature, and
+    # IBP has no beta (it is CROWN-IBP with beta = 0).
+    def __init__(
+        self,
+        *,
+        eps_max,
+        schedule: str = "linear",
+        start: float = 1,
+        length: float = 61,
+        eps_start=0.0,
+        kappa_start: float = 1.0,
+        kappa_end: float = 0.5,
+        clip_input: bool = True,
+    ):
+        super().__init__(
+            eps_max=eps_max,
+            schedule=schedule,
+            start=start,
+            length=length,
+            eps_start=eps_start,
+            kappa_start=kappa_start,
+            kappa_end=kappa_end,
+            beta_start=0.0,
+            beta_end=0.0,
+            clip_input=clip_input,
+        )
 
     def robust_part(self, model, x, y, eps, beta, num_classes):
         m = bounds.margin_bounds(model, x, y, eps, method="ibp", num_classes=num_classes, clip=self.clip_input)
@@ -232,14 +254,33 @@ class GMCrownIBPTraining(_Certified):
         self,
         *,
         eps_max,
+        schedule: str = "linear",
+        start: float = 1,
+        length: float = 61,
+        eps_start=0.0,
+        kappa_start: float = 0.0,
+        kappa_end: float = 0.0,
+        beta_start: float = 1.0,
+        beta_end: float = 0.0,
+        clip_input: bool = True,
         gm_n: int = 5,
         gm_weight: str = "inverse",
         gm_weight_norm: str = "sum1",
         gm_r_relative_to: str = "current",
         gm_relaxation: str = "per_radius",
-        **kw,
     ):
-        super().__init__(eps_max=eps_max, **kw)
+        super().__init__(
+            eps_max=eps_max,
+            schedule=schedule,
+            start=start,
+            length=length,
+            eps_start=eps_start,
+            kappa_start=kappa_start,
+            kappa_end=kappa_end,
+            beta_start=beta_start,
+            beta_end=beta_end,
+            clip_input=clip_input,
+        )
         self.weights = gm_weights(int(gm_n), gm_weight, gm_weight_norm)  # validates
         gm_radii(int(gm_n), 0.0, 1.0, gm_r_relative_to)  # validates
         if gm_relaxation not in ("per_radius", "shared"):

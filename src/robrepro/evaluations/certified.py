@@ -10,14 +10,16 @@ the job with an error instead of producing numbers.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
 import torch
 from torch import nn
 
-from . import bounds
-from .attacks import Attack, attack_mode, robust_accuracy, to_input
+from .. import bounds
+from ..attacks import Attack, attack_mode, make_attack, robust_accuracy, to_input
+from . import JobContext, register_kind
 
 
 class UnsoundBound(AssertionError):
@@ -75,3 +77,20 @@ def certified_errors(
                 )
             per_eps[e]["verified_err"][method] = 1 - ver[e].float().mean().item()
     return {"std_err": 1 - rob["clean_acc"], "n": rob["n"], "per_eps": [per_eps[e] for e in eps_grid], "seconds": {"attack": round(t_attack, 3), **seconds}}
+
+
+@register_kind("verify", resources="attack", modules=("attacks", "bounds.py", "evaluations/certified.py"))
+def verify_job(ctx: JobContext) -> dict:
+    """Certified evaluation of a trained model over a grid of radii (``params``: eps, eps_labels,
+    bounds, attack, batch_size)."""
+    p = ctx.params
+    x, y = ctx.test
+    res = certified_errors(
+        ctx.model, x, y, p["eps"], p["bounds"], make_attack(p["attack"]), batch_size=p["batch_size"], device=ctx.device, seed=ctx.spec["seed"]
+    )
+    print(
+        f"[verify] std err {res['std_err']:.3f}; "
+        + ", ".join(f"eps={e['eps']:.4g}: " + "/".join(f"{k} {v:.3f}" for k, v in e["verified_err"].items()) for e in res["per_eps"]),
+        file=sys.stderr,
+    )
+    return {"objective": ctx.train_spec["train"]["objective"], "eps_labels": p["eps_labels"], **res}
