@@ -32,7 +32,9 @@ def spec(select, lr=0.5, epochs=4):
 
 
 def _train(tmp: Path, s, tag):
-    return train(s, data_root=str(tmp), model_out=tmp / f"{tag}.pt", result_out=tmp / f"{tag}.json", checkpoint=tmp / f"{tag}.ckpt", device="cpu", progress_bar=False)
+    return train(
+        s, data_root=str(tmp), model_out=tmp / f"{tag}.pt", result_out=tmp / f"{tag}.json", checkpoint=tmp / f"{tag}.ckpt", device="cpu", progress_bar=False
+    )
 
 
 def test_select_test_keeps_the_best_test_epoch(tmp_path):

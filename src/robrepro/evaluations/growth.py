@@ -13,16 +13,22 @@ mean; their number is reported. Everything runs in eval mode without gradients.
 
 ``ball_accuracy``: accuracy over ``copies`` uniform-noise copies x + U(-r, r) of each image, clipped
 to [0, 1] (the paper's ``ball`` evaluation, 10 copies).
+
+Job kinds declared here: ``growth`` (growth ratios of a trained model) and ``ball`` (accuracy under
+uniform noise at a list of radii).
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..attacks import attack_mode, input_domain, to_input
+from ..attacks import attack_mode, input_domain, make_attack, parse_eps, to_input
+from . import JobContext, register_kind
 
 NORMS = (1, 2)
 
@@ -142,3 +148,45 @@ def ball_accuracy(
                 correct += (model(xn).argmax(1) == yb).sum().item()
                 total += yb.numel()
     return {"radius": float(radius), "copies": int(copies), "n": int(x.shape[0]), "ball_acc": correct / max(1, total)}
+
+
+@register_kind("growth", resources="attack", modules=("attacks", "evaluations/growth.py"))
+def growth_job(ctx: JobContext) -> dict[str, Any]:
+    """``params``: attack (spec), eps, batch_size, norms. Growth ratio of every block group of the model."""
+    p = ctx.params
+    x, y = ctx.test
+    out = growth_ratios(
+        ctx.model,
+        x,
+        y,
+        make_attack(p["attack"]),
+        parse_eps(p["eps"]),
+        batch_size=p["batch_size"],
+        device=ctx.device,
+        seed=ctx.spec["seed"],
+        norms=tuple(p.get("norms", NORMS)),
+        domain=ctx.dataset.domain,
+    )
+    print("[growth] " + "; ".join(f"group {r['group']}: L1 {r['L1']:.3f} L2 {r['L2']:.3f}" for r in out["per_group"]), file=sys.stderr)
+    return {"attack": p["attack"], "eps": parse_eps(p["eps"]), "eps_label": str(p["eps"]), **out}
+
+
+@register_kind("ball", resources="attack", modules=("evaluations/growth.py",))
+def ball_job(ctx: JobContext) -> dict[str, Any]:
+    """``params``: radii (list), copies, batch_size. Accuracy under uniform noise at each radius."""
+    p = ctx.params
+    x, y = ctx.test
+    rows = [
+        {
+            **ball_accuracy(ctx.model, x, y, parse_eps(r), copies=p["copies"], batch_size=p["batch_size"], device=ctx.device, seed=ctx.spec["seed"]),
+            "label": str(r),
+        }
+        for r in p["radii"]
+    ]
+    with torch.no_grad(), attack_mode(ctx.model):
+        correct = sum(
+            (ctx.model(to_input(x[i : i + p["batch_size"]], ctx.device)).argmax(1).cpu() == y[i : i + p["batch_size"]]).sum().item()
+            for i in range(0, len(x), p["batch_size"])
+        )
+    print("[ball] " + ", ".join(f"r={r['label']}: {r['ball_acc']:.3f}" for r in rows), file=sys.stderr)
+    return {"clean_acc": correct / max(1, len(x)), "n": int(len(x)), "per_radius": rows}
