@@ -248,7 +248,7 @@ def test_growth_ratios_summary_runs_the_attack():
     m = _small_cifar("ssp3")
     x = (torch.rand(10, 3, 16, 16) * 255).to(torch.uint8)
     y = torch.randint(0, 10, (10,))
-    out = growth_ratios(m, x, y, make_attack({"name": "pgd_grid", "steps": 2, "alpha": 2 / 255}), 8 / 255, batch_size=4)
+    out = growth_ratios(m, x, y, make_attack({"name": "pgd_grid", "steps": 2, "alpha": "2/255"}), 8 / 255, batch_size=4)
     assert out["groups"] == 3 and out["n"] == 10
     assert all(row["n_used"] == 10 and math.isfinite(row["L1"]) and math.isfinite(row["L2"]) for row in out["per_group"])
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from . import clip_to_domain, input_grad, project, register_attack
+from . import clip_to_domain, input_grad, parse_eps, project, register_attack
 
 LEVELS = 255
 
@@ -60,12 +60,12 @@ def pgd_grid(
     alpha_rel: float = 0.25,
     random_start: bool = False,
 ):
-    """``steps`` signed-gradient steps of size ``alpha`` (or ``alpha_rel * eps``), each projected, clipped, quantised.
+    """``steps`` signed-gradient steps of size ``alpha`` (a number or "2/255"; else ``alpha_rel * eps``), each projected, clipped, quantised.
 
     ``random_start``: begin at x + U(-eps, eps) (quantised), drawn from ``generator`` (CPU) or the
     global RNG when it is None.
     """
-    a = alpha if alpha is not None else alpha_rel * eps
+    a = parse_eps(alpha) if alpha is not None else alpha_rel * eps  # configs may write "2/255"
     xa = x
     if random_start:
         noise = torch.rand(x.shape, generator=generator, device="cpu").to(x.device)

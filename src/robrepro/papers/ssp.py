@@ -66,7 +66,7 @@ class Ssp(Paper):
             if exp == "mnist":
                 for method in c["methods"]:
                     lab = {"dataset": ds, "method": method, "block": block, "depth": c["model"].get("n_blocks")}
-                    out.append(Run(f"mnist-{method}-{block}", "E1", ds, model, self._train(c["train"], objective=c["objectives"][method]), lab, data))
+                    out.append(Run(f"mnist-{method}-{block}", "E1", ds, model, self._train(c["train"], objective=c["recipes"][method]["objective"]), lab, data))
             elif exp == "cifar_natural":
                 for n in c["ns"]:
                     ms = c["milestones"].get(block, c["milestones"]["default"])
@@ -133,7 +133,7 @@ class Ssp(Paper):
             + (f", train_limit {t['train_limit']}" if t.get("train_limit") else "")
         ]
         if exp == "mnist":
-            notes.append(f"training objectives: {c['objectives']}; ball evaluation {c['ball']}")
+            notes.append(f"training objectives: { {m: c['recipes'][m]['objective'] for m in c['methods']} }; ball evaluation {c['ball']}")
         elif exp == "cifar_natural":
             notes.append(f"LR milestones per block: {c['milestones']}")
         else:
