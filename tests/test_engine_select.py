@@ -58,3 +58,27 @@ def test_select_val_holds_out_training_images(tmp_path):
     doc = _train(tmp_path, spec("val", epochs=2), "v")
     assert doc["train_size"] == 256 - 64
     assert doc["selection"]["n"] == 64 and "val_acc" in doc["history"][0]
+
+
+def test_resume_keeps_the_best_epoch_so_far(tmp_path, monkeypatch):
+    import robrepro.engine as E
+
+    full = _train(tmp_path, spec("test", epochs=4), "full")
+    real, calls = E.clean_accuracy, []
+
+    def stop_at_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("stopped")  # after epoch 3's checkpoint (the best epoch) was written
+        return real(*a, **k)
+
+    monkeypatch.setattr(E, "clean_accuracy", stop_at_third)
+    with pytest.raises(RuntimeError):
+        _train(tmp_path, spec("test", epochs=4), "cut")
+    monkeypatch.setattr(E, "clean_accuracy", real)
+    resumed = _train(tmp_path, spec("test", epochs=4), "cut")
+    assert resumed["resumed_from_step"] is not None
+    assert resumed["selection"] == full["selection"]
+    a, _ = load_model(tmp_path / "full.pt")
+    b, _ = load_model(tmp_path / "cut.pt")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
