@@ -11,6 +11,10 @@ What it guarantees:
   uninterrupted run on the same device. A checkpoint whose spec differs from the run's is ignored.
 * The loop knows nothing of the method: the objective (natural, adversarial, certified, ...) turns a
   batch into a loss.
+* Model selection (``train.select``): ``none`` keeps the last epoch's weights; ``test`` keeps the
+  epoch with the best clean accuracy on the test split (what some papers did: a choice made on test
+  data, which their tables must disclose); ``val`` does the same on ``val_size`` training images held
+  out from training (a seeded split). The best weights so far are part of every checkpoint.
 """
 
 from __future__ import annotations
@@ -164,6 +168,36 @@ def safe_load(path: str | os.PathLike, device="cpu") -> dict[str, Any]:
         raise ValueError(f"{path}: not a model or checkpoint this workflow wrote (refused to load: {str(err).splitlines()[0]})") from err
 
 
+def _selection_split(select: str, x, y, dspec: dict[str, Any], data_root: str, seed: int, val_size: int):
+    """Training samples and the samples that select the kept epoch (None for ``select: none``)."""
+    if select == "none":
+        return x, y, None, None
+    if select == "test":
+        xs, ys = D.load_split(dspec["name"], "test", source=dspec["source"], root=data_root, limit=dspec.get("test_limit"), seed=dspec.get("synthetic_seed", 0))
+        return x, y, xs, ys
+    if select == "val":
+        if not 0 < val_size < x.shape[0]:
+            raise ValueError(f"train.val_size={val_size} must be between 1 and the training set size - 1 ({x.shape[0] - 1})")
+        perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed * 7 + 1)).to(x.device)
+        keep, held = perm[val_size:].sort().values, perm[:val_size].sort().values
+        return x[keep], y[keep], x[held], y[held]
+    raise ValueError(f"unknown train.select {select!r}; use none, test or val")
+
+
+@torch.no_grad()
+def clean_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device, batch_size: int = 500) -> float:
+    """Clean accuracy in eval mode; the model's train/eval mode is restored."""
+    was = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, x.shape[0], batch_size):
+        xb = x[i : i + batch_size].to(device)
+        xb = xb.float().div_(255) if xb.dtype == torch.uint8 else xb.float()
+        correct += (model(xb).argmax(1) == y[i : i + batch_size].to(device)).sum().item()
+    model.train(was)
+    return correct / max(1, x.shape[0])
+
+
 def train(
     spec: dict[str, Any],
     *,
@@ -188,6 +222,8 @@ def train(
     x, y = D.load_split(dspec["name"], "train", source=dspec["source"], root=data_root, limit=dspec.get("train_limit"), seed=dspec.get("synthetic_seed", 0))
     if dev.type == "cuda":
         x, y = x.to(dev), y.to(dev)
+    select = tcfg.get("select", "none")
+    x, y, x_sel, y_sel = _selection_split(select, x, y, dspec, data_root, seed, int(tcfg.get("val_size", 5000)))
     n, bs, epochs = x.shape[0], int(tcfg["batch_size"]), int(tcfg["epochs"])
     steps_per_epoch = (n + bs - 1) // bs
 
@@ -200,12 +236,14 @@ def train(
 
     ckpt_path, h = Path(checkpoint), spec_hash(spec)
     step, history, resumed_from, sums = 0, [], None, {}
+    best = {"acc": -1.0, "epoch": None, "state": None}  # the selected weights so far (train.select)
     if ckpt_path.exists():
         ck = safe_load(ckpt_path, dev)
         if ck.get("spec_hash") == h:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             step, history, resumed_from, sums = ck["step"], ck["history"], ck["step"], ck["epoch_sums"]
+            best = ck.get("best", best)
             _set_rng_state(ck["rng"])
             print(f"[train] resumed from {ckpt_path} at step {step}", file=sys.stderr)
         else:
@@ -222,6 +260,7 @@ def train(
             history=history,
             epoch_sums=sums,
             rng=_rng_state(),
+            best=best,
             lr=lr_at(tcfg["optimizer"], tcfg.get("lr_schedule", {}), step, steps_per_epoch, epochs),
         )
 
@@ -276,6 +315,11 @@ def train(
                         raise Interrupted(128 + sig.signum)
             history.append({"epoch": epoch + 1, **{k: v / sums["n"] for k, v in sums.items() if k != "n"}})
             sums = {}
+            if x_sel is not None:
+                acc = clean_accuracy(model, x_sel, y_sel, dev)
+                history[-1][f"{select}_acc"] = acc
+                if acc >= best["acc"]:  # ties go to the later epoch
+                    best = {"acc": acc, "epoch": epoch + 1, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             checkpoint_now()
             if sig.signum:
                 bar.close()
@@ -283,6 +327,10 @@ def train(
     bar.close()
     loop_seconds = time.perf_counter() - loop_start
 
+    selection = {"mode": select}
+    if x_sel is not None:
+        model.load_state_dict(best["state"])
+        selection.update(epoch=best["epoch"], acc=best["acc"], n=int(x_sel.shape[0]))
     with atomic_path(model_out) as tmp:
         torch.save({"spec": spec, "spec_hash": h, "state_dict": model.state_dict()}, tmp)
     payload = {
@@ -296,6 +344,7 @@ def train(
         "final": history[-1] if history else {},
         "resumed_from_step": resumed_from,
         "loop_seconds": round(loop_seconds, 4),
+        "selection": selection,
     }
     prov = provenance(spec=spec, seed=seed, device=dev, data_source=dspec["source"], started=started)
     doc = write_result(result_out, "train", payload, prov)
