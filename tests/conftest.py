@@ -12,10 +12,15 @@ Expected failures (``xfail``) stay what they are.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import robrepro  # noqa: F401  (torchvision shim before anything imports torchvision)
 
@@ -95,3 +100,41 @@ def mnist_model(data_root):
         opt.step()
     torch.set_num_threads(old)
     return m.eval(), xt, yt
+
+
+# --- the smoke workflow, run once per session in a temporary copy (tests/test_workflow.py, tests/test_report.py)
+
+
+def snakemake(cwd, *args, configs=(), timeout=2400):
+    # Targets and flags first: --configfile takes every following word as a file.
+    env = {**os.environ, "PYTHONPATH": str(cwd / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args, "--cores", "2", "--configfile", "config/smoke.yaml", "local.yaml", *configs],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory, repo_root, data_root):
+    """A copy of the workflow and of the package, with data from the mirror."""
+    wd = tmp_path_factory.mktemp("wf")
+    shutil.copy(repo_root / "Snakefile", wd)
+    shutil.copytree(repo_root / "workflow", wd / "workflow")
+    shutil.copytree(repo_root / "config", wd / "config")
+    shutil.copytree(repo_root / "envs", wd / "envs")
+    # copytree keeps modification times: the copy is exactly as old as the repository's files.
+    shutil.copytree(repo_root / "src", wd / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (wd / "local.yaml").write_text(yaml.safe_dump({"data": {"mirrors": [str(data_root)], "download": False}}))
+    return wd
+
+
+@pytest.fixture(scope="session")
+def smoke_run(workdir):
+    t0 = time.time()
+    res = snakemake(workdir)
+    assert res.returncode == 0, res.stderr[-5000:]
+    return res, time.time() - t0

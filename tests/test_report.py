@@ -220,10 +220,9 @@ def test_the_link_check_can_fail():
 
 
 @pytest.fixture(scope="module")
-def smoke_copy(repo_root, tmp_path_factory):
-    src = repo_root / "results" / "smoke"
-    if not (src / "benchmarks").is_dir():
-        pytest.skip("no smoke results in results/smoke (run `snakemake --cores 2 --configfile config/smoke.yaml` first)")
+def smoke_copy(workdir, smoke_run, tmp_path_factory):
+    """A copy of the session's smoke run (conftest.py), taken before any test changes it."""
+    src = workdir / "results" / "smoke"
     dst = tmp_path_factory.mktemp("smoke") / "results" / "smoke"
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.pt", "report", "logs"))
     return dst.parents[1]
@@ -236,6 +235,7 @@ def smoke_config(repo_root):
     return load(repo_root / "config" / "config.yaml", repo_root / "config" / "smoke.yaml")
 
 
+@pytest.mark.slow
 def test_report_from_the_smoke_results(smoke_copy, smoke_config):
     from robrepro.plan import Plan
     from robrepro.report import build, outputs
@@ -268,6 +268,7 @@ def test_report_from_the_smoke_results(smoke_copy, smoke_config):
             assert node == u["value"]
 
 
+@pytest.mark.slow
 def test_report_survives_missing_claims_missing_outputs_and_flags_unsound_certificates(smoke_copy, smoke_config, monkeypatch):
     from robrepro import report as RP
     from robrepro.plan import Plan
@@ -307,6 +308,7 @@ def test_report_survives_missing_claims_missing_outputs_and_flags_unsound_certif
         assert "A violation means an unsound bound" in page
 
 
+@pytest.mark.slow
 def test_every_claim_decides_on_the_columns_of_the_table_it_names(smoke_copy, smoke_config):
     """Judged as if at the lite tier on the smoke tables: no claim names a column or filter value its table lacks."""
     from robrepro.plan import Plan

@@ -7,52 +7,16 @@ repository.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
+from conftest import snakemake  # the shared smoke run lives in conftest
 
 from robrepro.results import load_result
 
 pytestmark = pytest.mark.slow
-
-
-def snakemake(cwd, *args, configs=(), timeout=2400):
-    # Targets and flags first: --configfile takes every following word as a file.
-    env = {**os.environ, "PYTHONPATH": str(cwd / "src")}
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args, "--cores", "2", "--configfile", "config/smoke.yaml", "local.yaml", *configs],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory, repo_root, data_root):
-    """A copy of the workflow and of the package, with data from the mirror."""
-    wd = tmp_path_factory.mktemp("wf")
-    shutil.copy(repo_root / "Snakefile", wd)
-    shutil.copytree(repo_root / "workflow", wd / "workflow")
-    shutil.copytree(repo_root / "config", wd / "config")
-    shutil.copytree(repo_root / "envs", wd / "envs")
-    # copytree keeps modification times: the copy is exactly as old as the repository's files.
-    shutil.copytree(repo_root / "src", wd / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    (wd / "local.yaml").write_text(yaml.safe_dump({"data": {"mirrors": [str(data_root)], "download": False}}))
-    return wd
-
-
-@pytest.fixture(scope="module")
-def smoke_run(workdir):
-    t0 = time.time()
-    res = snakemake(workdir)
-    assert res.returncode == 0, res.stderr[-5000:]
-    return res, time.time() - t0
 
 
 def job_counts(output: str) -> dict[str, int]:
