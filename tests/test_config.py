@@ -41,6 +41,9 @@ def test_empty_config_gets_every_default():
 # One row per bad configuration: (id, override merged into config/config.yaml, text the error must contain).
 # The text names the key by its full path. A new paper adds rows for its section here.
 BAD_CONFIGS = [
+    # --- SSP and TRDNN sections
+    ("ssp-misspelled-key", {"ssp": {"tabel_mnist": {}}}, "ssp: Additional properties are not allowed ('tabel_mnist'"),
+    ("trdnn-misspelled-key", {"trdnn": {"landscap": {}}}, "trdnn: Additional properties are not allowed ('landscap'"),
     # --- top level
     ("top-misspelled-key", {"seeds": 1}, "<top level>: Additional properties are not allowed ('seeds' was unexpected)"),
     ("top-seed-type", {"seed": "one"}, "seed: 'one' is not of type 'integer'"),
