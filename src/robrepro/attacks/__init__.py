@@ -26,11 +26,9 @@ Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor, float, torch.Generator
 
 
 @contextlib.contextmanager
-def attack_mode(model: nn.Module):
-    """Eval mode (BN running stats, no dropout) and frozen parameters while attacking; restored after."""
-    was_training = model.training
+def frozen(model: nn.Module):
+    """Parameters without gradients for the duration; the train/eval mode is left as it is."""
     flags = [p.requires_grad for p in model.parameters()]
-    model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     try:
@@ -38,6 +36,17 @@ def attack_mode(model: nn.Module):
     finally:
         for p, f in zip(model.parameters(), flags):
             p.requires_grad_(f)
+
+
+@contextlib.contextmanager
+def attack_mode(model: nn.Module):
+    """Eval mode (BN running stats, no dropout) and frozen parameters while attacking; restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with frozen(model):
+            yield model
+    finally:
         model.train(was_training)
 
 

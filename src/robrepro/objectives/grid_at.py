@@ -9,26 +9,11 @@ project's ``pgd_at`` does. Parameters never receive gradients from the attack.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch.nn.functional as F
 
-from ..attacks import attack_mode, parse_eps
+from ..attacks import attack_mode, frozen, parse_eps
 from ..attacks.grid import pgd_grid
 from . import Objective, accuracy, register_objective
-
-
-@contextlib.contextmanager
-def frozen(model):
-    """Parameters without gradients for the duration; the train/eval mode is left as it is."""
-    flags = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, f in zip(model.parameters(), flags):
-            p.requires_grad_(f)
 
 
 @register_objective
