@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,21 @@ def kwargs_errors(where: str, fn, kwargs: dict[str, Any], skip=("self",)) -> lis
     ]
 
 
+def _value_errors(cls, params: dict[str, Any], path: str) -> list[str]:
+    """Build the objective once: its constructor is the one authority on valid values (ranges,
+    enums), so an out-of-range setting fails here, before any job, instead of inside a training job.
+    Parameters the plan sets per run (``plan_sets``: e.g. certified training's eps_max) get the
+    objective's own stand-in values, so that the configured ones can be checked."""
+    try:
+        cls(**{**getattr(cls, "plan_sets", {}), **params})
+    except (ValueError, TypeError, KeyError) as e:
+        msg = str(e).strip("'\"")
+        # Name the offending key when the constructor's message names it.
+        key = next((k for k in params if re.search(rf"\b{re.escape(k)}\b", msg)), None)
+        return [f"  {path}.{key}: {msg}" if key else f"  {path}: {msg}"]
+    return []
+
+
 def _semantic_errors(config: dict[str, Any], sch: dict[str, Any]) -> list[str]:
     """Walk the configuration beside its schema; check every model, objective and attack setting."""
     from . import attacks, data, models, objectives, papers
@@ -148,7 +164,10 @@ def _semantic_errors(config: dict[str, Any], sch: dict[str, Any]) -> list[str]:
         if name not in reg:
             errs.append(f"  {path}.name: unknown {kind} {name!r}; known: {', '.join(sorted(reg))}")
         else:
-            errs.extend(kwargs_errors(path, fn_of(reg[name]), rest, skip=skip))
+            bad = kwargs_errors(path, fn_of(reg[name]), rest, skip=skip)
+            errs.extend(bad)
+            if kind == "objective" and not bad:
+                errs.extend(_value_errors(reg[name], rest, path))
 
     def resolve(s):
         while isinstance(s, dict) and "$ref" in s:

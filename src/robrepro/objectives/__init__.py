@@ -43,6 +43,9 @@ class Objective:
     # True for objectives that run their own optimisation step (``train_step``) instead of
     # returning a loss; the engine's loop, checkpoints and schedules stay the same.
     owns_step: ClassVar[bool] = False
+    # Stand-in values of parameters the plan sets per run rather than the config; the config check
+    # builds every configured objective once with them (see robrepro.config).
+    plan_sets: ClassVar[dict] = {}
 
     # No **kwargs: the configuration check reads a constructor's explicit parameters, and an objective
     # without its own __init__ takes none (a stray key is then an error at parse time, not in a job).

@@ -71,7 +71,7 @@ def gm_radii(n: int, eps_t: float, eps_max: float, relative_to: str = "current")
     the ramp the larger radii collapse onto ``eps_t``; the loss never looks beyond ``eps_t``).
     """
     if n < 1:
-        raise ValueError("GM needs N >= 1")
+        raise ValueError("gm_n: GM needs N >= 1")
     if relative_to == "current":
         return [i * eps_t / n for i in range(1, n + 1)]
     if relative_to == "final":
@@ -88,7 +88,7 @@ def gm_weights(n: int, kind: str = "inverse", norm: str = "sum1") -> list[float]
     ones) and defined at eps = 0. ``norm="sum1"`` divides by the sum; ``"none"`` keeps the raw values.
     """
     if n < 1:
-        raise ValueError("GM needs N >= 1")
+        raise ValueError("gm_n: GM needs N >= 1")
     t = [i / n for i in range(1, n + 1)]
     raw = {
         "uniform": lambda i, ti: 1.0,
@@ -99,7 +99,7 @@ def gm_weights(n: int, kind: str = "inverse", norm: str = "sum1") -> list[float]
         "reverse_rank": lambda i, ti: float(n - i + 1),
     }
     if kind not in raw:
-        raise ValueError(f"unknown GM weight {kind!r}; choose from {GM_WEIGHTS}")
+        raise ValueError(f"gm_weight: unknown GM weight {kind!r}; choose from {GM_WEIGHTS}")
     w = [raw[kind](i, ti) for i, ti in zip(range(1, n + 1), t)]
     if norm == "sum1":
         total = sum(w)
@@ -118,6 +118,9 @@ class _Certified(Objective):
     """Common schedule handling; subclasses define :meth:`robust_part`."""
 
     uses_beta: ClassVar[bool] = True
+    # eps_max comes from each run's eps_train, not from the config: the config check builds the
+    # objective with this stand-in to validate the configured parameters.
+    plan_sets: ClassVar[dict] = {"eps_max": 0.1}
 
     def __init__(
         self,
@@ -135,7 +138,7 @@ class _Certified(Objective):
     ):
         super().__init__()
         if schedule not in schedules.SCHEDULES:
-            raise ValueError(f"unknown eps schedule {schedule!r}; choose from {schedules.SCHEDULES}")
+            raise ValueError(f"schedule: unknown eps schedule {schedule!r}; choose from {schedules.SCHEDULES}")
         for name, v in (("kappa_start", kappa_start), ("kappa_end", kappa_end), ("beta_start", beta_start), ("beta_end", beta_end)):
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {v}")
