@@ -245,3 +245,17 @@ def test_min_norm_evaluation_resumes_after_a_kill_with_identical_numbers(toy, tm
 def test_accuracy_at_thresholds():
     d = torch.tensor([0.0, 0.5, 1.0, float("inf")])
     assert accuracy_at_thresholds(d, [0.0, 0.5, 2.0]) == [0.75, 0.5, 0.25]
+
+
+def test_spsa_eps_relative_rate_crosses_a_large_ball_an_absolute_rate_cannot(toy):
+    """Adam moves a pixel by about lr per step: lr 0.01 for 3 steps stays near the centre of a 0.3-ball,
+    lr_rel 0.5 reaches its surface (and breaks more points)."""
+    m, x, y = toy
+    eps, out = 0.3, {}
+    for key, kw in {"abs": {"lr": 0.01}, "rel": {"lr_rel": 0.5}}.items():
+        atk = make_attack({"name": "spsa", "steps": 3, "n_samples": 16, **kw})
+        with attack_mode(m):
+            out[key] = atk(m, x, y, eps, torch.Generator().manual_seed(0))
+    assert (out["abs"] - x).abs().max() <= 0.035
+    assert (out["rel"] - x).abs().max() >= 0.2
+    assert _acc(m, out["rel"], y) <= _acc(m, out["abs"], y)

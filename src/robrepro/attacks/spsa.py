@@ -6,7 +6,9 @@ Gradient-free: the gradient of the margin loss ``z_y - max_{j != y} z_j`` is est
     g ~ mean_k [(L(x + delta v_k) - L(x - delta v_k)) / (2 delta)] v_k,
 
 and the perturbation is updated with Adam (learning rate ``lr``) and projected onto the eps-ball and
-the input box. Defaults are the paper's (delta 0.01, lr 0.01, 128 samples per step). A point stops
+the input box. Defaults are the paper's (delta 0.01, lr 0.01, 128 samples per step). Adam moves each
+pixel by about ``lr`` per step, so an absolute lr tuned at eps 8/255 cannot cross a larger ball in
+a short budget: ``lr_rel`` sets ``lr = lr_rel * eps`` instead (the paper's 0.01 at 8/255 is 0.32). A point stops
 as soon as the model misclassifies it (the first adversarial iterate is kept).
 Queries per point and step: ``2 * n_samples`` plus one. Randomness only from ``generator``.
 """
@@ -38,8 +40,11 @@ def spsa(
     n_samples: int = 128,
     delta: float = 0.01,
     lr: float = 0.01,
+    lr_rel: float | None = None,
     max_batch: int = 1024,
 ):
+    if lr_rel is not None:
+        lr = lr_rel * float(eps)
     xa = x.clone()
     m = torch.zeros_like(x)
     v = torch.zeros_like(x)
