@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from . import clip_to_domain, input_grad, parse_eps, project, register_attack
+from .linf import pgd_loop
 
 LEVELS = 255
 
@@ -66,10 +67,5 @@ def pgd_grid(
     global RNG when it is None.
     """
     a = parse_eps(alpha) if alpha is not None else alpha_rel * eps  # configs may write "2/255"
-    xa = x
-    if random_start:
-        noise = torch.rand(x.shape, generator=generator, device="cpu").to(x.device)
-        xa = project_to_grid(x + (2 * noise - 1) * eps, x, eps)
-    for _ in range(steps):
-        xa = project_to_grid(xa + a * input_grad(model, xa, y).sign(), x, eps).detach()
-    return xa.detach()
+    # One pass, the last iterate: the shared PGD loop with the grid projection.
+    return pgd_loop(model, x, y, eps, generator, steps=steps, alpha=a, random_start=random_start, proj=project_to_grid)

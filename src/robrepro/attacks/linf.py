@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from . import input_grad, logits_and_grad, project, register_attack
+from . import input_grad, logits_and_grad, parse_eps, project, register_attack
 
 
 @register_attack("fgsm", threat="linf", access="white-box")
@@ -37,10 +37,18 @@ def pgd(
     attack stronger: a success is kept instead of possibly being walked away from. Training wants
     the loss-maximising point instead, so the default is off.
     """
-    a = alpha if alpha is not None else alpha_rel * eps
+    a = parse_eps(alpha) if alpha is not None else alpha_rel * eps
+    return pgd_loop(model, x, y, eps, generator, steps=steps, alpha=a, random_start=random_start, restarts=restarts, early_stop=early_stop)
+
+
+def pgd_loop(model, x, y, eps, generator, *, steps: int, alpha: float, random_start: bool, restarts: int = 1, early_stop: bool = False, proj=project):
+    """The PGD iteration shared by every PGD variant; ``proj(x_adv, x, eps)`` maps an iterate back
+    into the threat model (the ball and box here, the 8-bit grid as well in :mod:`.grid`)."""
+    a = alpha
     best = x.clone()
     todo = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    for _ in range(max(1, restarts)):
+    n_restarts = max(1, restarts)
+    for r in range(n_restarts):
         idx = todo.nonzero().squeeze(1)
         if idx.numel() == 0:
             break
@@ -48,7 +56,7 @@ def pgd(
         xa = x0
         if random_start:
             noise = torch.rand(x0.shape, generator=generator, device="cpu").to(x0.device)
-            xa = project(x0 + (2 * noise - 1) * eps, x0, eps)
+            xa = proj(x0 + (2 * noise - 1) * eps, x0, eps)
         active = torch.arange(idx.numel(), device=x.device)  # positions in this restart still moving
         for _ in range(steps):
             logits, grad = logits_and_grad(model, xa[active], y0[active])
@@ -58,9 +66,12 @@ def pgd(
                 if active.numel() == 0:
                     break
             xa = xa.clone()
-            xa[active] = project(xa[active] + a * grad.sign(), x0[active], eps).detach()
-        with torch.no_grad():
-            fooled = model(xa).argmax(1) != y0
+            xa[active] = proj(xa[active] + a * grad.sign(), x0[active], eps).detach()
         best[idx] = xa
-        todo[idx[fooled]] = False
+        if r + 1 < n_restarts:
+            # Only a later restart needs to know what is broken; no extra forward pass otherwise
+            # (a model attacked in train mode would update its batch-norm statistics with it).
+            with torch.no_grad():
+                fooled = model(xa).argmax(1) != y0
+            todo[idx[fooled]] = False
     return best.detach()
