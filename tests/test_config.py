@@ -176,7 +176,11 @@ BAD_CONFIGS = [
         {"gm": {"recipes": {"cifar10": {"methods": {"ibp": {"name": "ibp", "schedule": "cosine"}}}}}},
         "gm.recipes.cifar10.methods.ibp.schedule: schedule: unknown eps schedule 'cosine'",
     ),
-    ("ssp-ball-copies-range", {"ssp": {"mnist": {"recipes": {"ball": {"objective": {"name": "ball", "copies": 0}}}}}}, "ssp.mnist.recipes.ball.objective.copies: ball: copies must be >= 1"),
+    (
+        "ssp-ball-copies-range",
+        {"ssp": {"mnist": {"recipes": {"ball": {"objective": {"name": "ball", "copies": 0}}}}}},
+        "ssp.mnist.recipes.ball.objective.copies: ball: copies must be >= 1",
+    ),
 ]
 
 
