@@ -186,7 +186,11 @@ def judge(claim: Claim, tables: dict[str, pd.DataFrame | None], tier: str) -> Ve
     if not len(rows):
         why = "only synthetic-data rows" if dropped else "no rows match the filter"
         return Verdict(claim, INCONCLUSIVE, f"missing data: {why} in {claim.table}")
-    v = PREDICATES[claim.test["predicate"]].fn(claim, rows, **params)
+    try:
+        v = PREDICATES[claim.test["predicate"]].fn(claim, rows, **params)
+    except KeyError as e:
+        # A column the claim's test needs is absent: that claim gets no verdict, the report still builds.
+        return Verdict(claim, INCONCLUSIVE, f"cannot judge: {claim.table} has no column {e}")
     if dropped:
         v.evidence += f"; {dropped} synthetic-data rows left out"
     return v

@@ -162,6 +162,7 @@ def _metric_rows(docs: list[dict[str, Any]], group: list[str]) -> pd.DataFrame:
         row = rows.setdefault(d["run"], {k: lab.get(k) for k in group} | {"data": d["provenance"]["data_source"]})
         if d["kind"] == "attack":
             row["test_err"] = round(100 * (1 - d["clean_acc"]), 2)
+            row["n"] = d["n"]  # test points: the sample size of every percentage (claims judge by it)
             for lab_e, e in zip(d["eps_labels"], d["per_eps"]):
                 row[f"{d['attack']}_acc@{lab_e}"] = round(100 * e["robust_acc"], 2)
         else:
