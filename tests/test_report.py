@@ -65,6 +65,16 @@ def test_all_less_with_several_rights_and_noise_none():
     assert v.status == V.REFUTED and (v.cells["verdict"] == V.FAIL).sum() == 1
 
 
+def test_a_list_of_left_groups_compares_each_with_each_right():
+    test = {"predicate": "all_greater", "by": "model", "left": ["ssp2", "ssp3"], "right": "res", "value": "acc", "noise": "none"}
+    df = pd.DataFrame({"model": ["ssp2", "ssp3", "res"], "acc": [50.0, 40.0, 30.0], "data": "real"})
+    v = judge(test, df)
+    assert v.status == V.SUPPORTED and len(v.cells) == 2 and set(v.cells["left"]) == {"ssp2", "ssp3"}
+    df.loc[1, "acc"] = 20.0  # one of the two left groups below the right one refutes
+    v = judge(test, df)
+    assert v.status == V.REFUTED and list(v.cells["verdict"]) == [V.HOLD, V.FAIL]
+
+
 def test_all_close():
     test = {"predicate": "all_close", "by": "model", "left": "ode", "right": "res", "value": "acc", "tolerance": 1.0}
     assert judge(test, acc_table([(1, "ode", 99.0), (1, "res", 99.3)], n=100_000)).status == V.SUPPORTED

@@ -285,23 +285,26 @@ def _group_value(sub: pd.DataFrame, by: str, group, value: str, se: pd.Series, m
 
 
 def _pairs(claim, rows, *, by, left, right, value, over=(), margin=0.0, noise="binomial", scale=100.0, z=1.96, min_n=1, mode="greater", published=None):
-    """Compare group ``left`` with each of ``right`` in every cell; ``mode``: greater, less, close."""
+    """Compare each group of ``left`` with each of ``right`` in every cell; ``mode``: greater, less, close.
+
+    ``left`` and ``right`` are a group or a list of groups (every pair is one comparison)."""
     from .reporting import same_value
 
+    lefts = left if isinstance(left, list) else [left]
     rights = right if isinstance(right, list) else [right]
     over = list(over)
     # Only the compared groups: rows of other groups (a baseline without these cells) make no cell.
-    rows = rows[rows[by].map(lambda v: any(same_value(v, g) for g in [left, *rights]))]
+    rows = rows[rows[by].map(lambda v: any(same_value(v, g) for g in [*lefts, *rights]))]
     se = _se(rows, value, noise, scale) if len(rows) else pd.Series(dtype=float)
     out, outcomes, ns = [], [], set()
     for key, sub in _cells(rows, over):
-        a = _group_value(sub, by, left, value, se, min_n)
-        for r in rights:
+        for lg, r in ((lg, r) for lg in lefts for r in rights):
+            a = _group_value(sub, by, lg, value, se, min_n)
             b = _group_value(sub, by, r, value, se, min_n)
             if a is None or b is None:
                 outcomes.append(NOISE)
                 out.append(
-                    {"cell": _cell_label(key, over), "left": left, "right": r, "left_value": a and a[0], "right_value": b and b[0], "verdict": "missing"}
+                    {"cell": _cell_label(key, over), "left": lg, "right": r, "left_value": a and a[0], "right_value": b and b[0], "verdict": "missing"}
                 )
                 continue
             s = math.hypot(a[1], b[1])
@@ -316,7 +319,7 @@ def _pairs(claim, rows, *, by, left, right, value, over=(), margin=0.0, noise="b
             out.append(
                 {
                     "cell": _cell_label(key, over),
-                    "left": left,
+                    "left": lg,
                     "right": r,
                     "left_value": a[0],
                     "right_value": b[0],
@@ -332,7 +335,7 @@ def _pairs(claim, rows, *, by, left, right, value, over=(), margin=0.0, noise="b
         rel = f"within {_fmt(margin)} of {others}"
     else:
         rel = f"{'above' if mode == 'greater' else 'below'} {others}" + (f" by more than {_fmt(margin)}" if margin else "")
-    ev = f"{by} {left} {rel} ({value}): holds in {outcomes.count(HOLD)}/{len(outcomes)} comparisons"
+    ev = f"{by} {' and '.join(map(str, lefts))} {rel} ({value}): holds in {outcomes.count(HOLD)}/{len(outcomes)} comparisons"
     ev += _tally(cells, outcomes) + _sample_text(ns, noise, z)
     worst = _worst(cells)
     if worst:
