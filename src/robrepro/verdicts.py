@@ -303,9 +303,7 @@ def _pairs(claim, rows, *, by, left, right, value, over=(), margin=0.0, noise="b
             b = _group_value(sub, by, r, value, se, min_n)
             if a is None or b is None:
                 outcomes.append(NOISE)
-                out.append(
-                    {"cell": _cell_label(key, over), "left": lg, "right": r, "left_value": a and a[0], "right_value": b and b[0], "verdict": "missing"}
-                )
+                out.append({"cell": _cell_label(key, over), "left": lg, "right": r, "left_value": a and a[0], "right_value": b and b[0], "verdict": "missing"})
                 continue
             s = math.hypot(a[1], b[1])
             if mode == "close":
