@@ -44,7 +44,6 @@ def pgd(
 def pgd_loop(model, x, y, eps, generator, *, steps: int, alpha: float, random_start: bool, restarts: int = 1, early_stop: bool = False, proj=project):
     """The PGD iteration shared by every PGD variant; ``proj(x_adv, x, eps)`` maps an iterate back
     into the threat model (the ball and box here, the 8-bit grid as well in :mod:`.grid`)."""
-    a = alpha
     best = x.clone()
     todo = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     n_restarts = max(1, restarts)
@@ -66,7 +65,7 @@ def pgd_loop(model, x, y, eps, generator, *, steps: int, alpha: float, random_st
                 if active.numel() == 0:
                     break
             xa = xa.clone()
-            xa[active] = proj(xa[active] + a * grad.sign(), x0[active], eps).detach()
+            xa[active] = proj(xa[active] + alpha * grad.sign(), x0[active], eps).detach()
         best[idx] = xa
         if r + 1 < n_restarts:
             # Only a later restart needs to know what is broken; no extra forward pass otherwise
