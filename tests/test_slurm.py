@@ -599,12 +599,16 @@ def test_project_training_through_a_time_limit_and_a_preemption_ends_identical(s
     epoch ends here, so a mid-epoch one can only come from a signal), and the final weights and
     metrics equal those of an uninterrupted run of the same spec."""
     wd = _workflow_copy(tmp_path / "wf", data_root)
+    # 6 epochs of 256 steps: long enough that the time limit's signal, which slurmctld sends on its
+    # own timer (up to a minute late), still comes with most of the training left. With 128-step
+    # epochs a fast machine was at step 674 of 768 when the signal came, and finished before the
+    # test could preempt the requeued job.
     run, epochs = "t1-mnist-resnet50", 6
     (wd / "interrupt.yaml").write_text(
         yaml.safe_dump(
             {
                 "resources": {"train": {"runtime": 1}},
-                "node": {"table1": {"runs": {"mnist": {"resnet50": {"train": {"epochs": epochs, "train_limit": 8192, "checkpoint_every_steps": 0}}}}}},
+                "node": {"table1": {"runs": {"mnist": {"resnet50": {"train": {"epochs": epochs, "train_limit": 16384, "checkpoint_every_steps": 0}}}}}},
             }
         )
     )
