@@ -681,7 +681,7 @@ def test_project_training_through_a_time_limit_and_a_preemption_ends_identical(s
 
             job = wait_for(train_running, 240, "the requeued training to run again")
             slurm_cluster.run("scontrol", "update", f"jobid={job['id']}", "TimeLimit=20")  # no second time limit
-            wait_for(lambda: (ckpt_step() or 0) > first, 300, "the requeued training to resume and reach an epoch end")
+            before_preemption = wait_for(lambda: (ckpt_step() or 0) > first and ckpt_step(), 300, "the requeued training to resume and reach an epoch end")
             slurm_cluster.run(
                 "sbatch", "--parsable", "-p", slurm_cluster.urgent_partition, "-c", str(slurm_cluster.cpus), "-o", os.devnull, "--wrap", "sleep 2"
             )
@@ -698,9 +698,10 @@ def test_project_training_through_a_time_limit_and_a_preemption_ends_identical(s
     doc = json.loads((wd / f"results/smoke/node/models/{run}/train.json").read_text())
     # The last run resumed from the checkpoint the preemption's signal made (mid-epoch, unless the
     # signal happened to come at an epoch end), after the one the time limit's signal made.
+    # Without a checkpoint on the preemption's signal, the resume would start from the epoch end
+    # seen before the urgent job was submitted (or, rarely, the next one).
     resumed = doc["resumed_from_step"]
-    assert resumed in steps_seen and resumed > first, (resumed, first, steps_seen)
-    assert resumed % spe or len([s for s in steps_seen if s % spe]) >= 1, (resumed, steps_seen)
+    assert resumed in steps_seen and resumed > before_preemption > first, (resumed, before_preemption, first, steps_seen)
     log = submitit_log(wd, "train", job["id"])
     assert "this job is timed-out" in log and "Caught signal SIGUSR2" in log, log
     history = slurm_cluster.sacct(fields="JobID,State", all_records=True)
