@@ -52,6 +52,7 @@ class MLPEnergy:
         self.D, self.H, self.K = self.x.shape[1], int(hidden), int(num_classes)
         self.weight_decay = float(weight_decay)
         self.onehot = np.eye(self.K)[self.y]
+        self._target = np.arange(len(self.y)) * self.K + self.y  # flat index of each sample's true logit
         self.n_params = self.H * self.D + self.H + self.K * self.H + self.K
 
     def unpack(self, w: np.ndarray):
@@ -71,21 +72,36 @@ class MLPEnergy:
         return np.tanh(x @ W1.T + b1) @ W2.T + b2
 
     def energy_and_grad(self, w: np.ndarray) -> tuple[float, np.ndarray]:
-        """``E(w)`` and its analytic gradient (backpropagation through softmax-CE, tanh and the affine maps)."""
-        W1, b1, W2, b2 = self.unpack(w)
-        A = np.tanh(self.x @ W1.T + b1)  # (N, H)
-        O = A @ W2.T + b2  # (N, K)
-        O = O - O.max(1, keepdims=True)
-        logZ = np.log(np.exp(O).sum(1))
+        """``E(w)`` and its analytic gradient (backpropagation through softmax-CE, tanh and the affine maps).
+
+        Called hundreds of times per local minimisation on arrays of a few hundred numbers, where
+        each numpy call's overhead outweighs its arithmetic: so in-place operations and the gradient
+        written straight into one buffer (about half the calls of the plain formulas).
+        """
+        H, D, K = self.H, self.D, self.K
+        o1, o2, o3 = H * D, H * D + H, H * D + H + K * H
+        W1, b1, W2, b2 = w[:o1].reshape(H, D), w[o1:o2], w[o2:o3].reshape(K, H), w[o3:]
+        A = self.x @ W1.T
+        A += b1
+        np.tanh(A, out=A)  # (N, H)
+        O = A @ W2.T
+        O += b2  # (N, K) logits
+        O -= O.max(1, keepdims=True)
+        P = np.exp(O)
+        Z = P.sum(1)
         n = len(self.y)
-        ce = float((logZ - O[np.arange(n), self.y]).mean())
-        P = np.exp(O - logZ[:, None])
-        dO = (P - self.onehot) / n
-        dA = dO @ W2
-        dZ = dA * (1 - A * A)
-        grad = np.concatenate([(dZ.T @ self.x).ravel(), dZ.sum(0), (dO.T @ A).ravel(), dO.sum(0)])
-        e = ce + self.weight_decay * float(w @ w)
-        return e, grad + 2 * self.weight_decay * w
+        ce = (np.log(Z).sum() - O.ravel()[self._target].sum()) / n
+        P /= Z[:, None]
+        P -= self.onehot
+        P *= 1.0 / n  # dE/dO
+        grad = 2 * self.weight_decay * w
+        grad[o2:o3] += (P.T @ A).ravel()
+        grad[o3:] += P.sum(0)
+        dZ = P @ W2
+        dZ *= 1 - A * A
+        grad[:o1] += (dZ.T @ self.x).ravel()
+        grad[o1:o2] += dZ.sum(0)
+        return float(ce) + self.weight_decay * float(w @ w), grad
 
     def energy(self, w: np.ndarray) -> float:
         return self.energy_and_grad(w)[0]
@@ -210,6 +226,10 @@ class SearchConfig:
     hess_tol: float = 1e-6  # and no Hessian eigenvalue below -hess_tol
     lbfgs_gtol: float = 1e-7
     lbfgs_maxiter: int = 20000
+    # L-BFGS memory. 30 instead of scipy's 10: measured on Iris (4-5-3, weight decay 1e-5), 270
+    # instead of 445 gradient evaluations per quench, 1 000 steps in 69 s instead of 90 s, and as
+    # many minima found.
+    lbfgs_maxcor: int = 30
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -227,7 +247,7 @@ class _Displacement:
 
 
 def _local_min(energy: MLPEnergy, cfg: SearchConfig) -> dict:
-    return {"method": "L-BFGS-B", "jac": True, "options": {"gtol": cfg.lbfgs_gtol, "ftol": 1e-15, "maxiter": cfg.lbfgs_maxiter}}
+    return {"method": "L-BFGS-B", "jac": True, "options": {"gtol": cfg.lbfgs_gtol, "ftol": 1e-15, "maxiter": cfg.lbfgs_maxiter, "maxcor": cfg.lbfgs_maxcor}}
 
 
 def _save_atomic(path: Path, state: dict) -> None:
