@@ -439,7 +439,17 @@ def test_stable_dense_network_crown_ibp_exact_and_not_looser_than_ibp():
 
 @pytest.mark.parametrize(
     "cin,cout,k,stride,pad,dil,groups,size",
-    [(3, 4, 4, 2, 0, 1, 1, 15), (2, 6, 3, 2, 1, 1, 2, 10), (1, 3, 3, 3, 2, 2, 1, 11), (4, 4, (3, 2), (1, 2), (1, 0), 1, 1, 9)],
+    [
+        (3, 4, 4, 2, 0, 1, 1, 15),
+        (2, 6, 3, 2, 1, 1, 2, 10),
+        (1, 3, 3, 3, 2, 2, 1, 11),
+        (4, 4, (3, 2), (1, 2), (1, 0), 1, 1, 9),
+        # few input channels: the matrix-product-and-fold path
+        (1, 16, 4, 2, 0, 1, 1, 15),
+        (1, 12, (3, 2), 2, 1, 2, 1, 11),
+        (1, 9, 3, 1, 0, 1, 1, 12),  # stride 1: the transposed convolution
+        (2, 18, 3, (2, 1), (0, 1), 1, 1, 10),
+    ],
 )
 def test_conv_backward_is_the_adjoint(cin, cout, k, stride, pad, dil, groups, size):
     """The transposed convolution (with output_padding) equals the VJP of the conv, for odd sizes
@@ -452,6 +462,9 @@ def test_conv_backward_is_the_adjoint(cin, cout, k, stride, pad, dil, groups, si
     expected = torch.stack([torch.autograd.grad(out, x, A[:, m], retain_graph=True)[0] for m in range(3)], 1)
     got = bounds._conv_backward(conv, A, x.shape[1:])
     torch.testing.assert_close(got, expected)
+    # A in channels-last layout, as the transposed convolution before hands it over
+    A_cl = A.reshape(6, *A.shape[2:]).contiguous(memory_format=torch.channels_last).view(A.shape)
+    torch.testing.assert_close(bounds._conv_backward(conv, A_cl, x.shape[1:]), expected)
 
 
 def test_input_box_clips_and_takes_per_sample_eps():
