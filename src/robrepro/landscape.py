@@ -78,9 +78,7 @@ class MLPEnergy:
         each numpy call's overhead outweighs its arithmetic: so in-place operations and the gradient
         written straight into one buffer (measured 13 % faster than the plain formulas on Iris).
         """
-        H, D, K = self.H, self.D, self.K
-        o1, o2, o3 = H * D, H * D + H, H * D + H + K * H
-        W1, b1, W2, b2 = w[:o1].reshape(H, D), w[o1:o2], w[o2:o3].reshape(K, H), w[o3:]
+        W1, b1, W2, b2 = self.unpack(w)
         A = self.x @ W1.T
         A += b1
         np.tanh(A, out=A)  # (N, H)
@@ -95,12 +93,13 @@ class MLPEnergy:
         P -= self.onehot
         P *= 1.0 / n  # dE/dO
         grad = 2 * self.weight_decay * w
-        grad[o2:o3] += (P.T @ A).ravel()
-        grad[o3:] += P.sum(0)
+        gW1, gb1, gW2, gb2 = self.unpack(grad)  # views into grad
+        gW2 += P.T @ A
+        gb2 += P.sum(0)
         dZ = P @ W2
         dZ *= 1 - A * A
-        grad[:o1] += (dZ.T @ self.x).ravel()
-        grad[o1:o2] += dZ.sum(0)
+        gW1 += dZ.T @ self.x
+        gb1 += dZ.sum(0)
         return float(ce) + self.weight_decay * float(w @ w), grad
 
     def energy(self, w: np.ndarray) -> float:
