@@ -9,6 +9,10 @@ What it guarantees:
   of the workflow). Each holds model, optimiser, step, epoch and RNG states, written atomically.
   A run killed anywhere and started again resumes from the latest one and ends bit-identical to an
   uninterrupted run on the same device. A checkpoint whose spec differs from the run's is ignored.
+  The previous checkpoint is kept beside the latest (``<name>.prev``); one that cannot be read
+  (truncated or damaged on disk) is set aside as ``<name>.corrupt`` with a warning and the run
+  resumes from the previous one, or from scratch: a damaged file is never read twice, so a retried
+  job cannot fail on it again and again.
 * The loop knows nothing of the method: the objective (natural, adversarial, certified, ...) turns a
   batch into a loss.
 * Model selection (``train.select``): ``none`` keeps the last epoch's weights; ``test`` keeps the
@@ -150,9 +154,37 @@ def _set_rng_state(st: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def previous_checkpoint(path: str | os.PathLike) -> Path:
+    """Where the checkpoint before the latest is kept: the fallback if the latest cannot be read."""
+    path = Path(path)
+    return path.with_name(path.name + ".prev")
+
+
 def save_checkpoint(path: Path, **state) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+        # The latest becomes the previous only once its successor is fully written; between the two
+        # renames only the previous one exists, which load_checkpoint falls back to.
+        if Path(path).exists():
+            os.replace(path, previous_checkpoint(path))
+
+
+def load_checkpoint(path: str | os.PathLike, device="cpu") -> dict[str, Any] | None:
+    """The latest readable checkpoint at ``path`` (else its previous one), or None if there is none.
+
+    A file that cannot be read is renamed to ``<name>.corrupt`` (kept for inspection, never read
+    again) with a warning on stderr, and the next older one is tried.
+    """
+    for cand in (Path(path), previous_checkpoint(path)):
+        if not cand.exists():
+            continue
+        try:
+            return safe_load(cand, device)
+        except ValueError as err:
+            aside = cand.with_name(cand.name + ".corrupt")
+            os.replace(cand, aside)
+            print(f"[train] WARNING: checkpoint {cand} cannot be read ({err}); set aside as {aside}", file=sys.stderr)
+    return None
 
 
 def safe_load(path: str | os.PathLike, device="cpu") -> dict[str, Any]:
@@ -165,7 +197,9 @@ def safe_load(path: str | os.PathLike, device="cpu") -> dict[str, Any]:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        raise ValueError(f"{path}: not a model or checkpoint this workflow wrote (refused to load: {str(err).splitlines()[0]})") from err
+        # An empty file raises EOFError with no message: name the error itself then.
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"{path}: not a model or checkpoint this workflow wrote (refused to load: {reason})") from err
 
 
 def _selection_split(select: str, x, y, dspec: dict[str, Any], data_root: str, seed: int, val_size: int):
@@ -237,8 +271,8 @@ def train(
     ckpt_path, h = Path(checkpoint), spec_hash(spec)
     step, history, resumed_from, sums = 0, [], None, {}
     best = {"acc": -1.0, "epoch": None, "state": None}  # the selected weights so far (train.select)
-    if ckpt_path.exists():
-        ck = safe_load(ckpt_path, dev)
+    ck = load_checkpoint(ckpt_path, dev)
+    if ck is not None:
         if ck.get("spec_hash") == h:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -351,6 +385,7 @@ def train(
     # The final model is written: a stale checkpoint could only resume a finished run, or, after a
     # code change, resume with old weights; remove it.
     ckpt_path.unlink(missing_ok=True)
+    previous_checkpoint(ckpt_path).unlink(missing_ok=True)
     return doc
 
 
