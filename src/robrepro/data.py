@@ -8,6 +8,10 @@ labelled synthetic stand-ins, and batching from in-memory tensors.
 * Real files are checked against the published md5 checksums before anything uses them
   (torchvision's lists for MNIST, Fashion-MNIST and CIFAR-10, the archive's for Tiny ImageNet); a
   mismatch raises :class:`DataIntegrityError` naming the file and both checksums, and nothing is linked.
+* Checked again at use, cheaply: preparing a dataset records the size, modification time and md5 of
+  each file beside the data (``<root>/<name>.prepared.json``); loading a split compares sizes and
+  times, md5-checks any file whose size or time changed, and stops naming a file that changed since.
+  A dataset that was never prepared under the root stops with the root and the README's section.
 * Where a dataset cannot be had (no internet), ``source: synthetic`` generates a stand-in with the
   dataset's shapes and value range from a seed. Every result made from it says so.
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +35,11 @@ from . import import_torchvision
 
 
 class DataIntegrityError(RuntimeError):
-    """A dataset file whose checksum differs from the published one."""
+    """A dataset file whose checksum differs from the published one, or from the one it had when prepared."""
+
+
+# Where a user reads how datasets are made available (named in the errors of a missing dataset).
+README_DATA = 'README.md, section "Data"'
 
 
 @dataclass(frozen=True)
@@ -102,21 +111,24 @@ def _gunzip_md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check(path: Path, expected: str, what: str) -> str:
+def _check(path: Path, expected: str, what: str, seen: dict[str, Path] | None = None) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing ({what})")
     got = md5(path)
     if got != expected:
         raise DataIntegrityError(f"{path}: md5 {got} differs from the published {expected} ({what}); the file is corrupt or not the original")
+    if seen is not None:
+        seen[path.name] = path
     return got
 
 
-def verify(name: str, root: str | os.PathLike) -> dict[str, str]:
+def verify(name: str, root: str | os.PathLike, paths: dict[str, Path] | None = None) -> dict[str, str]:
     """Check every file of real dataset ``name`` under ``root``; return file -> md5, or raise.
 
     MNIST and Fashion-MNIST: each published ``.gz`` archive, and each extracted file against the
     decompressed archive (torchvision itself only checks that the extracted files exist). CIFAR-10:
     every batch file and the metadata. Tiny ImageNet: the archive the folder was extracted from.
+    ``paths``, if given, receives file -> path of every file checked.
     """
     ds = info(name)
     base = Path(root) / (ds.folder or "")
@@ -124,16 +136,16 @@ def verify(name: str, root: str | os.PathLike) -> dict[str, str]:
     if name in ("mnist", "fashion_mnist"):
         for gz_name, published in _tv_class(name).resources:
             gz = base / "raw" / gz_name
-            out[gz_name] = _check(gz, published, f"{name} archive")
+            out[gz_name] = _check(gz, published, f"{name} archive", paths)
             raw = gz.with_suffix("")
-            out[raw.name] = _check(raw, _gunzip_md5(gz), f"{name} file extracted from {gz_name}")
+            out[raw.name] = _check(raw, _gunzip_md5(gz), f"{name} file extracted from {gz_name}", paths)
     elif name == "cifar10":
         cls = _tv_class(name)
         for fname, published in [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]:
-            out[fname] = _check(base / fname, published, "cifar10 batch")
+            out[fname] = _check(base / fname, published, "cifar10 batch", paths)
     elif name == "tiny_imagenet":
         zip_path = Path(root) / "tiny-imagenet-200.zip"
-        out[zip_path.name] = _check(zip_path, TINY_ZIP_MD5, "Tiny ImageNet archive (kept beside the extracted folder so it can be checked)")
+        out[zip_path.name] = _check(zip_path, TINY_ZIP_MD5, "Tiny ImageNet archive (kept beside the extracted folder so it can be checked)", paths)
         if not (base / "wnids.txt").is_file():
             raise FileNotFoundError(f"{base}: the extracted tiny-imagenet-200 folder is missing")
     else:
@@ -183,7 +195,59 @@ def prepare(name: str, source: str, root: str | os.PathLike, mirrors: list[str] 
             raise RuntimeError(f"{name} not found under {root} or in mirrors {list(mirrors)}, and download is off")
         _download(name, root)
         how = "downloaded"
-    return {"dataset": name, "source": "real", "root": str(root), "obtained": how, "md5": verify(name, root)}
+    paths: dict[str, Path] = {}
+    sums = verify(name, root, paths)
+    _record_prepared(name, root, {f: (paths[f], m) for f, m in sums.items()})
+    return {"dataset": name, "source": "real", "root": str(root), "obtained": how, "md5": sums}
+
+
+# --- checked at use ------------------------------------------------------------------------------
+
+
+def prepared_record(name: str, root: str | os.PathLike) -> Path:
+    """The file in which :func:`prepare` records each file's size, time and md5 for the check at use."""
+    return Path(root) / f"{name}.prepared.json"
+
+
+def _record_prepared(name: str, root: Path, files: dict[str, tuple[Path, str]]) -> None:
+    from .results import write_json_atomic
+
+    rows = {}
+    for fname, (path, digest) in files.items():
+        st = path.stat()  # through a mirror's link: the file itself
+        rows[fname] = {"path": str(path.relative_to(root)), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "md5": digest}
+    write_json_atomic(prepared_record(name, root), {"dataset": name, "files": rows})
+
+
+def check_prepared(name: str, root: str | os.PathLike) -> None:
+    """Stop if a file of ``name`` changed since it was prepared under ``root`` (nothing to check if
+    it never was). A file whose size and modification time are as recorded passes at the cost of a
+    ``stat``; any other is md5-checked, so a touched but intact file passes too."""
+    record = prepared_record(name, root)
+    if not record.is_file():
+        return
+    for row in json.loads(record.read_text())["files"].values():
+        path = Path(root) / row["path"]
+        if not path.is_file():
+            raise DataIntegrityError(f"{path}: missing, but present when {name} was prepared ({record}); restore it or prepare {name} again ({README_DATA})")
+        st = path.stat()
+        if (st.st_size, st.st_mtime_ns) == (row["size"], row["mtime_ns"]):
+            continue
+        got = md5(path)
+        if got != row["md5"]:
+            raise DataIntegrityError(
+                f"{path}: changed since {name} was prepared (md5 {got}, recorded {row['md5']} in {record}); "
+                f"the file is corrupt: restore it, or delete it and {record.name} and prepare {name} again ({README_DATA})"
+            )
+
+
+def missing_dataset_error(name: str, root: str | os.PathLike) -> FileNotFoundError:
+    ds = info(name)
+    return FileNotFoundError(
+        f"{name}: no data under the data root {Path(root).resolve()} (expected {ds.folder}/ there). Datasets are made "
+        f"available by the workflow's prepare_data rule (python -m robrepro prepare-data --dataset {name} --root ROOT "
+        f"[--mirror FOLDER] --out MANIFEST), from data.mirrors or a download: see {README_DATA}."
+    )
 
 
 def _link(name: str, root: Path, mirror: Path) -> None:
@@ -293,10 +357,21 @@ def load_split(name: str, split: str, *, source: str, root: str | os.PathLike, l
         return synthetic_images(ds.shape, ds.num_classes, min(n, limit) if limit else n, split, seed)
     if name == "iris":
         x, y = _load_iris(split, seed)
+    elif not _present(name, Path(root)):
+        raise missing_dataset_error(name, root)
     elif name == "tiny_imagenet":
+        check_prepared(name, root)
         x, y = _load_tiny(Path(root), split)
     else:
-        tvds = _tv_class(name)(str(root), train=(split == "train"), download=False)
+        check_prepared(name, root)
+        try:
+            tvds = _tv_class(name)(str(root), train=(split == "train"), download=False)
+        except RuntimeError as err:
+            # torchvision's own message ("use download=True") names neither the root nor how this
+            # workflow obtains data; a folder without its files is as missing as no folder.
+            if "download=True" not in str(err):
+                raise
+            raise missing_dataset_error(name, root) from err
         x = torch.as_tensor(tvds.data)
         x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
         y = torch.as_tensor(tvds.targets, dtype=torch.long)
