@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +35,8 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import basinhopping, linear_sum_assignment, minimize
+
+from .results import atomic_path
 
 # ----------------------------------------------------------------------------------------------
 # The energy
@@ -250,13 +250,9 @@ def _local_min(energy: MLPEnergy, cfg: SearchConfig) -> dict:
 
 
 def _save_atomic(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # The shared helper: a write that fails before the rename leaves the old state and no debris.
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(state))
 
 
 def load_state(path: Path) -> dict:
