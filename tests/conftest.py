@@ -7,6 +7,13 @@ absent, unless ``ROBREPRO_REQUIRE_DATA=1``, where a missing dataset is a failure
 In CI (``CI=true``, as CI services set it) no test may skip: a skip there is reported as a failure,
 so a missing dependency, dataset or cluster can never turn a green run into a vacuous one.
 Expected failures (``xfail``) stay what they are.
+
+Parallel runs (pytest-xdist, ``-n 2 --dist loadgroup`` as CI runs them): every test keeps to one
+thread, so two workers use the two cores that a serial run leaves half idle. Tests that share
+session state which cannot be copied per worker stay together on one worker, in file order
+(:data:`XDIST_GROUPS`, by file): those of the smoke workflow (one run per session in one copy, which they
+change in turn: a figure deleted and rebuilt, a module touched and restored) and those of the SLURM
+cluster (one cluster per session, started by a session fixture). Without xdist they mean nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +36,42 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+# Test files whose tests run on one xdist worker, in file order (see the module docstring), and the
+# session fixtures that make them a group: a test using one of these fixtures elsewhere is an error.
+XDIST_GROUPS = {"test_workflow.py": "smoke-workflow", "test_report.py": "smoke-workflow", "test_slurm.py": "slurm-cluster"}
+GROUP_FIXTURES = {"workdir": "smoke-workflow", "smoke_run": "smoke-workflow", "slurm_cluster": "slurm-cluster"}
+
+
+def xdist_scope(nodeid: str) -> str:
+    """The unit of work an xdist worker takes: a group's name, or the test alone."""
+    return XDIST_GROUPS.get(Path(nodeid.split("::", 1)[0]).name, nodeid)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    # xdist's own loadgroup reads xdist_group markers through Node._nodeid, which pytest 9 no longer
+    # reports as the node id: its groups are silently ignored. This scheduler groups by file instead.
+    # Largest units go first (xdist's default reordering), so the two groups start on different workers.
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return FileGroups(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture in set(GROUP_FIXTURES) & set(getattr(item, "fixturenames", ())):
+            if XDIST_GROUPS.get(item.path.name) != GROUP_FIXTURES[fixture]:
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses {fixture}: put it in a file of group {GROUP_FIXTURES[fixture]!r} (tests/conftest.py, XDIST_GROUPS)"
+                )
 
 
 @pytest.hookimpl(hookwrapper=True)
