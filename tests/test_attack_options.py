@@ -112,3 +112,32 @@ def test_di2fgsm_momentum_accumulates_normalised_gradients():
         ref = _reference_mi_fgsm(m, x, y, 0.1, 0.02, 8, mu)
         assert torch.allclose(out[mu], ref, atol=1e-6), f"momentum={mu}"
     assert not torch.allclose(out[0.0], out[1.0])  # momentum changes the path on this model
+
+
+def test_pgd_early_stop_freezes_a_point_at_its_first_success():
+    """Breakable points stop at the first iterate that fools the model: their pixel sum is past 1 by
+    at most one step (3 pixels x alpha 0.025); without early stop they would go on to the ball's edge
+    (sum 1.2). Later passes see the unbreakable points only."""
+    m = _MarkedPoints()
+    x, y = _marked_batch()
+    xa = pgd(m, x, y, 0.1, None, steps=10, random_start=False, early_stop=True)
+    s = xa.flatten(1)[:, 1:].sum(1)
+    assert (m(xa).argmax(1) == torch.tensor([1, 0, 1, 0])).all()
+    assert (s[[0, 2]] <= 1.0 + 3 * 0.025 + 1e-6).all()
+    assert [len(c) for c in m.calls[-4:-1]] == [2, 2, 2]
+    assert m.calls[-2].sum() == 0
+
+
+def test_pgd_random_start_option_and_relative_step():
+    """No random start: a point with zero gradient comes back exactly; with one, it moves. One step
+    without random start is alpha_rel * eps * sign(grad)."""
+    m = _MarkedPoints()
+    x, y = _marked_batch()
+    plain = pgd(m, x, y, 0.1, None, steps=3, random_start=False)
+    assert torch.equal(plain[[1, 3]], x[[1, 3]])
+    moved = pgd(m, x, y, 0.1, torch.Generator().manual_seed(0), steps=3, random_start=True)
+    assert not torch.equal(moved[[1, 3]], x[[1, 3]])
+    one = pgd(m, x, y, 0.1, None, steps=1, random_start=False, alpha_rel=0.3)
+    step = torch.zeros_like(x)
+    step.view(4, -1)[[0, 2], 1:] = 0.03  # d(sum)/dx = 1 on the breakable points' other pixels
+    assert torch.allclose(one - x, step, atol=1e-7)
