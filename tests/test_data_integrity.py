@@ -12,14 +12,21 @@ import pytest
 
 from robrepro import data as D
 
+DAMAGED = ("t10k-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte")
+
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, data_root):
-    """MNIST copied under a root of its own and prepared there, once (a copy: tests damage its files,
-    each restoring what it damaged with :func:`_restored`)."""
+    """MNIST under a root of its own, prepared there once: the files the tests damage are copies
+    (each test restores what it damaged with :func:`_restored`), the others links to the originals."""
     root = tmp_path_factory.mktemp("data") / "root"
-    (root / "MNIST").mkdir(parents=True)
-    shutil.copytree(data_root / "MNIST" / "raw", root / "MNIST" / "raw")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in (data_root / "MNIST" / "raw").iterdir():
+        if f.name in DAMAGED:
+            shutil.copy(f, raw / f.name)
+        else:
+            (raw / f.name).symlink_to(f)
     D.prepare("mnist", "real", root, [], download=False)
     return root
 
