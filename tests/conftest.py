@@ -45,8 +45,10 @@ GROUP_FIXTURES = {"workdir": "smoke-workflow", "smoke_run": "smoke-workflow", "s
 
 
 def xdist_scope(nodeid: str) -> str:
-    """The unit of work an xdist worker takes: a group's name, or the test alone."""
-    return XDIST_GROUPS.get(Path(nodeid.split("::", 1)[0]).name, nodeid)
+    """The unit of work an xdist worker takes: a group's files, or one test file. Whole files, so a
+    module's fixtures (a model trained for its tests, a reference run) are built once, not per worker."""
+    path = nodeid.split("::", 1)[0]
+    return XDIST_GROUPS.get(Path(path).name, path)
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
