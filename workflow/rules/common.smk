@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from robrepro.config import ConfigError, compose
+from robrepro.importgraph import job_files
 from robrepro.plan import Plan
 
 try:
@@ -33,29 +34,28 @@ wildcard_constraints:
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 SRC = Path(workflow.basedir) / "src" / "robrepro"
+# What each module imports, kept between parses (each file re-read when it changes).
+IMPORTS_CACHE = ".snakemake/robrepro-imports.json"
+os.makedirs(".snakemake", exist_ok=True)
 
 
-def code_files(*modules):
-    """Package files a job runs: declared as inputs so that a code change re-runs what it affects
-    (Snakemake's code trigger sees only rule bodies, not imported modules)."""
-    out = []
-    for m in ("__init__.py", "results.py", "registry.py", "data.py", "engine.py", "models", *modules):
-        p = SRC / m
-        out += sorted(str(f) for f in p.glob("*.py")) if p.is_dir() else [str(p)]
-    return sorted(set(out))
-
-
-TRAIN_CODE = code_files("attacks", "objectives", "bounds.py", "schedules.py")
+def code_files(*entries):
+    """The package files a job whose command enters through ``entries`` (modules) runs, from the
+    package's import graph: declared as inputs so that a code change re-runs exactly the jobs that
+    import it (Snakemake's code trigger sees only rule bodies, not imported modules)."""
+    return job_files(entries, str(SRC), IMPORTS_CACHE)
 
 
 def job_code(wildcards):
-    kind = PLAN.kinds[wildcards.kind]
-    return code_files("evaluations/__init__.py", *kind.modules)
+    return code_files(PLAN.kinds[wildcards.kind].module)
 
 
-def report_code(paper):
+TRAIN_CODE = code_files("robrepro.engine")
+
+
+def report_code(paper, builder):
     published = SRC / "published" / f"{paper}.csv"
-    return code_files("reporting.py", f"papers/{paper}.py") + ([str(published)] if published.exists() else [])
+    return code_files(builder.partition(":")[0]) + ([str(published)] if published.exists() else [])
 
 
 def res(kind, key):
@@ -87,14 +87,16 @@ def standalone_spec_json(wildcards):
     return json.dumps(PLAN.job_spec(wildcards.paper, None, wildcards.kind, wildcards.name), sort_keys=True)
 
 
-def data_args(wildcards):
-    d = config["data"]
-    args = ["--source", d[wildcards.dataset]["source"], "--root", d["root"]]
-    for m in d["mirrors"]:
-        args += ["--mirror", m]
-    if not d["download"]:
-        args.append("--no-download")
-    return shlex.join(args)
+# Execution settings: where and how the jobs run, not what they compute. They reach the shell
+# commands as these strings, never as params: Snakemake's rerun triggers compare params and the
+# rules' code (the command templates), so switching device or moving the data folder re-runs
+# nothing. Each result still records them in its provenance (the CLI receives them).
+RUN_ARGS = shlex.join(["--data-root", config["data"]["root"], "--device", config["device"]])
+DATA_ARGS = shlex.join(
+    ["--root", config["data"]["root"]]
+    + [a for m in config["data"]["mirrors"] for a in ("--mirror", m)]
+    + ([] if config["data"]["download"] else ["--no-download"])
+)
 
 
 def json_param(obj):
