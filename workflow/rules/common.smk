@@ -7,14 +7,22 @@ import shlex
 import sys
 from pathlib import Path
 
-from robrepro.config import ConfigError, compose
+from robrepro.composed import compose_cached
 from robrepro.importgraph import job_files
 from robrepro.plan import Plan
 
+# Kept between parses: the composed configuration (robrepro.composed) and each module's imports.
+CACHE = Path(".snakemake") / "robrepro"
+os.makedirs(CACHE, exist_ok=True)
+
 try:
     # Each paper's own configuration files (config/papers/) under the user's configuration.
-    _composed = compose(config, Path(workflow.basedir) / "config")
-except ConfigError as err:
+    _composed = compose_cached(config, Path(workflow.basedir) / "config", CACHE / "config")
+except ValueError as err:
+    from robrepro.config import ConfigError  # imported by composing: no cost here
+
+    if not isinstance(err, ConfigError):
+        raise
     raise WorkflowError(str(err)) from None
 config.clear()
 config.update(_composed)
@@ -34,9 +42,7 @@ wildcard_constraints:
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 SRC = Path(workflow.basedir) / "src" / "robrepro"
-# What each module imports, kept between parses (each file re-read when it changes).
-IMPORTS_CACHE = ".snakemake/robrepro-imports.json"
-os.makedirs(".snakemake", exist_ok=True)
+IMPORTS_CACHE = str(CACHE / "imports.json")
 
 
 def code_files(*entries):
