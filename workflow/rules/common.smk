@@ -93,16 +93,26 @@ def standalone_spec_json(wildcards):
     return json.dumps(PLAN.job_spec(wildcards.paper, None, wildcards.kind, wildcards.name), sort_keys=True)
 
 
-# Execution settings: where and how the jobs run, not what they compute. They reach the shell
-# commands as these strings, never as params: Snakemake's rerun triggers compare params and the
-# rules' code (the command templates), so switching device or moving the data folder re-runs
-# nothing. Each result still records them in its provenance (the CLI receives them).
-RUN_ARGS = shlex.join(["--data-root", config["data"]["root"], "--device", config["device"]])
-DATA_ARGS = shlex.join(
+# Execution settings: where and how the jobs run, not what they compute. They reach the commands
+# through the environment (each job's shell inherits it; on a cluster each job parses this file
+# again), never as params or in a command's text: Snakemake's rerun triggers compare both, so
+# switching device or moving the data folder would re-run everything. A command unpacks them with
+# `eval "set -- $ROBREPRO_..."` (shell-quoted here) and passes them on; each result records them
+# in its provenance.
+_run_args = ["--data-root", config["data"]["root"], "--device", config["device"]]
+_data_args = (
     ["--root", config["data"]["root"]]
     + [a for m in config["data"]["mirrors"] for a in ("--mirror", m)]
     + ([] if config["data"]["download"] else ["--no-download"])
 )
+os.environ["ROBREPRO_RUN_ARGS"] = shlex.join(_run_args)
+os.environ["ROBREPRO_DATA_ARGS"] = shlex.join(_data_args)
+
+
+# Passed on to jobs that run elsewhere (a cluster's nodes), as PATH is (Snakefile).
+envvars:
+    "ROBREPRO_RUN_ARGS",
+    "ROBREPRO_DATA_ARGS",
 
 
 def json_param(obj):

@@ -1,8 +1,8 @@
 # One rule per kind of work, shared by every paper: datasets, training, evaluation jobs (of every kind
 # declared in robrepro.evaluations). Their specs come from the plan as JSON params, so a changed
 # setting re-runs exactly the jobs it affects. Execution settings (device, data folder, threads)
-# reach the commands as RUN_ARGS/DATA_ARGS (common.smk), outside params: moving the data or the
-# device re-runs nothing. Paths come from robrepro.paths.
+# reach the commands through the environment (ROBREPRO_RUN_ARGS/ROBREPRO_DATA_ARGS, common.smk),
+# outside params: moving the data or the device re-runs nothing. Paths come from robrepro.paths.
 
 
 rule prepare_data:
@@ -19,7 +19,8 @@ rule prepare_data:
     params:
         source=lambda wildcards: config["data"][wildcards.dataset]["source"],
     shell:
-        "python -m robrepro prepare-data --dataset {wildcards.dataset} --source {params.source} {DATA_ARGS}" " --out {output} > {log} 2>&1"
+        'eval "set -- $ROBREPRO_DATA_ARGS"; python -m robrepro prepare-data --dataset {wildcards.dataset}'
+        ' --source {params.source} "$@" --out {output} > {log} 2>&1'
 
 
 rule train:
@@ -45,7 +46,7 @@ rule train:
         # Undeclared on purpose: Snakemake deletes declared outputs before a job (re)starts.
         checkpoint=P.checkpoint("{paper}", "{run}"),
     shell:
-        "python -m robrepro train --spec {params.spec:q} {RUN_ARGS}"
+        'eval "set -- $ROBREPRO_RUN_ARGS"; python -m robrepro train --spec {params.spec:q} "$@"'
         " --threads {threads} --checkpoint {params.checkpoint:q} --model-out {output.model:q}"
         " --result-out {output.result:q} > {log} 2>&1"
 
@@ -75,7 +76,7 @@ rule evaluate:
         # Undeclared on purpose, as the training checkpoint: resumable state of long jobs.
         partial=lambda wildcards, output: P.partial(output[0]),
     shell:
-        "python -m robrepro evaluate --spec {params.spec:q} --model {input.model:q} {RUN_ARGS}"
+        'eval "set -- $ROBREPRO_RUN_ARGS"; python -m robrepro evaluate --spec {params.spec:q} --model {input.model:q} "$@"'
         " --threads {threads} --partial {params.partial:q} --out {output:q} > {log} 2>&1"
 
 
@@ -100,4 +101,5 @@ rule standalone:
         spec=standalone_spec_json,
         partial=lambda wildcards, output: P.partial(output[0]),
     shell:
-        "python -m robrepro evaluate --spec {params.spec:q} {RUN_ARGS}" " --threads {threads} --partial {params.partial:q} --out {output:q} > {log} 2>&1"
+        'eval "set -- $ROBREPRO_RUN_ARGS"; python -m robrepro evaluate --spec {params.spec:q} "$@"'
+        " --threads {threads} --partial {params.partial:q} --out {output:q} > {log} 2>&1"
