@@ -123,3 +123,19 @@ def test_the_graph_covers_what_a_job_really_imports(entry, registries):
     assert res.returncode == 0, res.stderr[-2000:]
     loaded = set(json.loads(res.stdout.splitlines()[-1]))
     assert loaded - job_modules([entry]) == set()
+
+
+def test_every_declared_kind_is_registered_by_its_module():
+    """The declarations read from the source and the functions the modules register are one set."""
+    code = textwrap.dedent(
+        """
+        from robrepro.evaluations import _FUNCTIONS, registry
+        from robrepro.registry import import_submodules
+        import_submodules("robrepro.evaluations")  # every module registers what it defines
+        kinds = registry()
+        assert set(_FUNCTIONS) == set(kinds), (set(_FUNCTIONS), set(kinds))
+        assert all(k.fn is _FUNCTIONS[k.name] for k in kinds.values())
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
