@@ -112,21 +112,50 @@ def _plan(workdir):
 
 
 @pytest.mark.parametrize(
-    "module, kind",
-    [("evaluations/certified.py", "verify"), ("evaluations/robust.py", "attack"), ("papers/gm.py", None)],
+    "setting",
+    [
+        {"device": "auto"},
+        {"data": {"root": "elsewhere"}},
+        {"data": {"mirrors": []}},
+        {"data": {"download": True}},
+        {"resources": {"train": {"threads": 2, "runtime": 99, "mem_mb": 999}, "attack": {"threads": 2, "gpu": 1}}},
+    ],
+    ids=["device", "data.root", "data.mirrors", "data.download", "resources"],
 )
-def test_a_changed_module_reruns_exactly_the_jobs_that_use_it(workdir, smoke_run, module, kind):
-    """A module changed in the copy: its jobs (of ``kind``; None: only the paper's tables and figures)
-    and what depends on them re-run, nothing else."""
-    plan = _plan(workdir)
-    affected = {plan.job_file(*key) for key in plan.jobs if key[2] == kind}
-    if kind is None:  # a paper module: its targets are built by its builders
-        targets = {t.name for t in plan.targets.values() if t.paper == module.split("/")[1].removesuffix(".py")}
-    else:
-        targets = {t.name for t in plan.targets.values() if affected & set(t.inputs)}
-    # The reproduction report reads every table and figure (and the paper modules): it is rebuilt too.
-    expected = {"all": 1, "report": 1, **{t: 1 for t in targets}, **({"evaluate": len(affected)} if affected else {})}
-    assert targets and (kind is None or affected)
+def test_an_execution_setting_reruns_nothing(workdir, smoke_run, setting):
+    """Where and how jobs run is not what they compute: over a finished run, nothing to do."""
+    (workdir / "execution.yaml").write_text(yaml.safe_dump(setting))
+    res = snakemake(workdir, "-n", configs=["execution.yaml"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert job_counts(res.stdout + res.stderr) == {}, res.stdout[-3000:]
+    assert "Nothing to be done" in res.stdout + res.stderr
+
+
+def predicted_reruns(plan, module: str) -> dict[str, int]:
+    """Rule -> jobs that a change to ``module`` re-runs, from the import graph: the jobs whose code
+    imports it, and every job downstream of them (here: the tables and figures reading their
+    results, the report reading every target)."""
+    from robrepro.importgraph import job_modules
+
+    name = "robrepro." + module.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+    kinds = {k for k, kind in plan.kinds.items() if name in job_modules([kind.module])}
+    assert name not in job_modules(["robrepro.engine"]), "a change that retrains: not a cheap case"
+    rerun = {plan.job_file(*key): key for key in plan.jobs if key[2] in kinds}
+    counts = {}
+    for key in rerun.values():
+        rule = "evaluate" if plan.kinds[key[2]].needs_model else "standalone"
+        counts[rule] = counts.get(rule, 0) + 1
+    targets = {t.name for t in plan.targets.values() if set(t.inputs) & rerun.keys() or name in job_modules([t.builder.partition(":")[0]])}
+    report = bool(targets) or name in job_modules(["robrepro.report"], cli=False)
+    return {**counts, **{t: 1 for t in targets}, **({"report": 1, "all": 1} if report else {})}
+
+
+@pytest.mark.parametrize("module", ["evaluations/certified.py", "papers/gm.py", "reporting.py"])
+def test_a_changed_module_reruns_exactly_the_jobs_that_import_it(workdir, smoke_run, module):
+    """A module changed in the copy: the jobs the import graph says import it, and what depends on
+    them, re-run; nothing else. (The graph itself is tested module by module in test_importgraph.)"""
+    expected = predicted_reruns(_plan(workdir), module)
+    assert expected.get("report")  # each case re-runs something
     f = workdir / "src/robrepro" / module
     text, st = f.read_text(), f.stat()
     try:
@@ -138,6 +167,29 @@ def test_a_changed_module_reruns_exactly_the_jobs_that_use_it(workdir, smoke_run
     assert res.returncode == 0, res.stderr[-3000:]
     assert job_counts(res.stdout + res.stderr) == expected
     assert f.read_text() == text and f.stat().st_mtime_ns == st.st_mtime_ns  # restored for the other tests
+
+
+def test_table_and_figure_builders_do_not_import_torch(workdir, smoke_run, tmp_path):
+    """Each table and figure job's command, as the rule runs it, over the smoke run's results; the
+    builders that compute with torch are named here (node_fig3: its threshold accuracies)."""
+    computes_with_torch = {"node_fig3"}
+    plan = _plan(workdir)
+    code = "import json, sys\nfrom robrepro.cli import main\nmain(sys.argv[1:])\nprint('TORCH-IMPORTED', 'torch' in sys.modules)\n"
+    for t in plan.targets.values():
+        if t.name in computes_with_torch:
+            continue
+        outs = [str(tmp_path / f"{t.name}.{e}") for e in t.outputs]
+        args = ["report", t.builder, "--params", json.dumps(t.params), "--inputs", *t.inputs, "--out", *outs]
+        res = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONPATH": str(workdir / "src")},
+        )
+        assert res.returncode == 0, (t.name, res.stderr[-2000:])
+        assert "TORCH-IMPORTED False" in res.stdout, t.name
 
 
 def test_smoke_and_synthetic_outputs_carry_their_labels(workdir, smoke_run, monkeypatch, tmp_path):
@@ -205,3 +257,20 @@ def test_every_table_and_figure_is_a_named_target(repo_root):
 
     plan = Plan(load(repo_root / "config/config.yaml", repo_root / "config/smoke.yaml"))
     assert {"all", *plan.targets, *plan.papers} <= names
+
+
+def test_the_report_job_does_not_import_torch(workdir, smoke_run, tmp_path):
+    """The report rule's script, on the configuration Snakemake hands it (composed)."""
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(_plan(workdir).config))
+    code = (
+        "import json, sys\n"
+        "from robrepro.report import build\n"
+        f"build(json.load(open({str(cfg)!r})), {str(tmp_path / 'index.html')!r}, {str(tmp_path / 'REPORT.md')!r})\n"
+        "print('TORCH-IMPORTED', 'torch' in sys.modules)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(workdir / "src")}
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "TORCH-IMPORTED False" in res.stdout

@@ -11,8 +11,6 @@ import json
 import sys
 import time
 
-import torch
-
 
 def _spec(text: str) -> dict:
     return json.loads(text)
@@ -54,6 +52,8 @@ def cmd_evaluate(a) -> None:
     spec = _spec(a.spec)
     kind = registry()[spec["kind"]]
     if a.threads:
+        import torch  # here, not at the top: table, figure and report jobs never import it
+
         torch.set_num_threads(a.threads)
     ctx = JobContext(spec, model_path=a.model, data_root=a.data_root, device=a.device, out=a.out, partial=a.partial, progress=not a.no_progress)
     ctx.write(kind.fn(ctx))

@@ -36,7 +36,7 @@ def published(paper: str) -> pd.DataFrame:
 
 def same_value(a, b) -> bool:
     """Cell keys match as numbers when both read as numbers or fractions ("8/255" == 0.0313...), else as text."""
-    from .attacks import parse_eps
+    from .eps import parse_eps
 
     try:
         return abs(parse_eps(str(a)) - parse_eps(str(b))) < 1e-9

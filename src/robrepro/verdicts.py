@@ -217,7 +217,7 @@ def select(df: pd.DataFrame, filt: dict[str, Any] | None, largest: dict[str, Any
 
 
 def _num(v) -> float:
-    from .attacks import parse_eps
+    from .eps import parse_eps
 
     try:
         return float(parse_eps(str(v)))

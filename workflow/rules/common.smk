@@ -7,13 +7,22 @@ import shlex
 import sys
 from pathlib import Path
 
-from robrepro.config import ConfigError, compose
+from robrepro.composed import compose_cached
+from robrepro.importgraph import job_files
 from robrepro.plan import Plan
+
+# Kept between parses: the composed configuration (robrepro.composed) and each module's imports.
+CACHE = Path(".snakemake") / "robrepro"
+os.makedirs(CACHE, exist_ok=True)
 
 try:
     # Each paper's own configuration files (config/papers/) under the user's configuration.
-    _composed = compose(config, Path(workflow.basedir) / "config")
-except ConfigError as err:
+    _composed = compose_cached(config, Path(workflow.basedir) / "config", CACHE / "config")
+except ValueError as err:
+    from robrepro.config import ConfigError  # imported by composing: no cost here
+
+    if not isinstance(err, ConfigError):
+        raise
     raise WorkflowError(str(err)) from None
 config.clear()
 config.update(_composed)
@@ -33,29 +42,26 @@ wildcard_constraints:
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 SRC = Path(workflow.basedir) / "src" / "robrepro"
+IMPORTS_CACHE = str(CACHE / "imports.json")
 
 
-def code_files(*modules):
-    """Package files a job runs: declared as inputs so that a code change re-runs what it affects
-    (Snakemake's code trigger sees only rule bodies, not imported modules)."""
-    out = []
-    for m in ("__init__.py", "results.py", "registry.py", "data.py", "engine.py", "models", *modules):
-        p = SRC / m
-        out += sorted(str(f) for f in p.glob("*.py")) if p.is_dir() else [str(p)]
-    return sorted(set(out))
-
-
-TRAIN_CODE = code_files("attacks", "objectives", "bounds.py", "schedules.py")
+def code_files(*entries):
+    """The package files a job whose command enters through ``entries`` (modules) runs, from the
+    package's import graph: declared as inputs so that a code change re-runs exactly the jobs that
+    import it (Snakemake's code trigger sees only rule bodies, not imported modules)."""
+    return job_files(entries, str(SRC), IMPORTS_CACHE)
 
 
 def job_code(wildcards):
-    kind = PLAN.kinds[wildcards.kind]
-    return code_files("evaluations/__init__.py", *kind.modules)
+    return code_files(PLAN.kinds[wildcards.kind].module)
 
 
-def report_code(paper):
+TRAIN_CODE = code_files("robrepro.engine")
+
+
+def report_code(paper, builder):
     published = SRC / "published" / f"{paper}.csv"
-    return code_files("reporting.py", f"papers/{paper}.py") + ([str(published)] if published.exists() else [])
+    return code_files(builder.partition(":")[0]) + ([str(published)] if published.exists() else [])
 
 
 def res(kind, key):
@@ -87,14 +93,26 @@ def standalone_spec_json(wildcards):
     return json.dumps(PLAN.job_spec(wildcards.paper, None, wildcards.kind, wildcards.name), sort_keys=True)
 
 
-def data_args(wildcards):
-    d = config["data"]
-    args = ["--source", d[wildcards.dataset]["source"], "--root", d["root"]]
-    for m in d["mirrors"]:
-        args += ["--mirror", m]
-    if not d["download"]:
-        args.append("--no-download")
-    return shlex.join(args)
+# Execution settings: where and how the jobs run, not what they compute. They reach the commands
+# through the environment (each job's shell inherits it; on a cluster each job parses this file
+# again), never as params or in a command's text: Snakemake's rerun triggers compare both, so
+# switching device or moving the data folder would re-run everything. A command unpacks them with
+# `eval "set -- $ROBREPRO_..."` (shell-quoted here) and passes them on; each result records them
+# in its provenance.
+_run_args = ["--data-root", config["data"]["root"], "--device", config["device"]]
+_data_args = (
+    ["--root", config["data"]["root"]]
+    + [a for m in config["data"]["mirrors"] for a in ("--mirror", m)]
+    + ([] if config["data"]["download"] else ["--no-download"])
+)
+os.environ["ROBREPRO_RUN_ARGS"] = shlex.join(_run_args)
+os.environ["ROBREPRO_DATA_ARGS"] = shlex.join(_data_args)
+
+
+# Passed on to jobs that run elsewhere (a cluster's nodes), as PATH is (Snakefile).
+envvars:
+    "ROBREPRO_RUN_ARGS",
+    "ROBREPRO_DATA_ARGS",
 
 
 def json_param(obj):

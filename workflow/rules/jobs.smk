@@ -1,6 +1,8 @@
 # One rule per kind of work, shared by every paper: datasets, training, evaluation jobs (of every kind
 # declared in robrepro.evaluations). Their specs come from the plan as JSON params, so a changed
-# setting re-runs exactly the jobs it affects. Paths come from robrepro.paths.
+# setting re-runs exactly the jobs it affects. Execution settings (device, data folder, threads)
+# reach the commands through the environment (ROBREPRO_RUN_ARGS/ROBREPRO_DATA_ARGS, common.smk),
+# outside params: moving the data or the device re-runs nothing. Paths come from robrepro.paths.
 
 
 rule prepare_data:
@@ -15,9 +17,10 @@ rule prepare_data:
     resources:
         runtime=60,
     params:
-        args=data_args,
+        source=lambda wildcards: config["data"][wildcards.dataset]["source"],
     shell:
-        "python -m robrepro prepare-data --dataset {wildcards.dataset} {params.args} --out {output} > {log} 2>&1"
+        'eval "set -- $ROBREPRO_DATA_ARGS"; python -m robrepro prepare-data --dataset {wildcards.dataset}'
+        ' --source {params.source} "$@" --out {output} > {log} 2>&1'
 
 
 rule train:
@@ -42,10 +45,8 @@ rule train:
         spec=train_spec_json,
         # Undeclared on purpose: Snakemake deletes declared outputs before a job (re)starts.
         checkpoint=P.checkpoint("{paper}", "{run}"),
-        root=config["data"]["root"],
-        device=config["device"],
     shell:
-        "python -m robrepro train --spec {params.spec:q} --data-root {params.root:q} --device {params.device}"
+        'eval "set -- $ROBREPRO_RUN_ARGS"; python -m robrepro train --spec {params.spec:q} "$@"'
         " --threads {threads} --checkpoint {params.checkpoint:q} --model-out {output.model:q}"
         " --result-out {output.result:q} > {log} 2>&1"
 
@@ -74,11 +75,9 @@ rule evaluate:
         spec=eval_spec_json,
         # Undeclared on purpose, as the training checkpoint: resumable state of long jobs.
         partial=lambda wildcards, output: P.partial(output[0]),
-        root=config["data"]["root"],
-        device=config["device"],
     shell:
-        "python -m robrepro evaluate --spec {params.spec:q} --model {input.model:q} --data-root {params.root:q}"
-        " --device {params.device} --threads {threads} --partial {params.partial:q} --out {output:q} > {log} 2>&1"
+        'eval "set -- $ROBREPRO_RUN_ARGS"; python -m robrepro evaluate --spec {params.spec:q} --model {input.model:q} "$@"'
+        " --threads {threads} --partial {params.partial:q} --out {output:q} > {log} 2>&1"
 
 
 rule standalone:
@@ -101,8 +100,6 @@ rule standalone:
     params:
         spec=standalone_spec_json,
         partial=lambda wildcards, output: P.partial(output[0]),
-        root=config["data"]["root"],
-        device=config["device"],
     shell:
-        "python -m robrepro evaluate --spec {params.spec:q} --data-root {params.root:q}"
-        " --device {params.device} --threads {threads} --partial {params.partial:q} --out {output:q} > {log} 2>&1"
+        'eval "set -- $ROBREPRO_RUN_ARGS"; python -m robrepro evaluate --spec {params.spec:q} "$@"'
+        " --threads {threads} --partial {params.partial:q} --out {output:q} > {log} 2>&1"

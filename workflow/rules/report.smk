@@ -11,7 +11,8 @@ rule report:
         targets=PLAN.all_targets(),
         claims=[str(f) for p in PLAN.active_papers() if (f := SRC / "published" / f"{p}.claims.yaml").exists()],
         # The schema parts name the settings the papers do not give ([UNKNOWN]/[INF]).
-        code=code_files("reporting.py", "report.py", "verdicts.py", "plan.py", "config.py", "papers", "schemas/config.schema.yaml")
+        code=job_files(["robrepro.report"], str(SRC), IMPORTS_CACHE, cli=False)
+        + [str(SRC / "schemas" / "config.schema.yaml")]
         + sorted(str(f) for f in (SRC / "papers").glob("*.schema.yaml")),
     output:
         html=report(

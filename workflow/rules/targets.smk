@@ -11,7 +11,7 @@ for _t in PLAN.targets.values():
             _t.name
         input:
             results=_t.inputs,
-            code=report_code(_t.paper),
+            code=report_code(_t.paper, _t.builder),
         output:
             **{
                 ext: (

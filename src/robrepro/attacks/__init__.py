@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..eps import parse_eps  # noqa: F401  (re-exported: the attacks' modules take it from here)
+
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor, float, torch.Generator], torch.Tensor]
 
 
@@ -234,17 +236,6 @@ def in_ball(xa: torch.Tensor, x: torch.Tensor, eps: float) -> bool:
     tol = 1e-6
     lo, hi = _BOX.get()
     return bool(((xa - x).abs().max() <= eps + tol) and xa.min() >= lo - tol and xa.max() <= hi + tol)
-
-
-def parse_eps(value) -> float:
-    """Epsilons in configs may be numbers or strings like "8/255"."""
-    if isinstance(value, str):
-        num, _, den = value.partition("/")
-        return float(num) / float(den) if den else float(num)
-    v = float(value)
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"epsilon must be finite and >= 0, got {value!r}")
-    return v
 
 
 from .linf import fgsm, pgd  # noqa: E402, F401  (re-exported; the module registers both)

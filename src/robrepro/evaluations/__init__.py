@@ -1,53 +1,89 @@
 """Kinds of evaluation job, each declared once.
 
 A job kind is a function of a :class:`JobContext` that returns the payload of its result file,
-registered with :func:`register_kind` together with what it needs: a trained model or not, the
-resources key it asks the scheduler for, and the package modules it runs (declared as rule inputs,
-so that changing them re-runs its jobs). The rules, the CLI and the plan follow from that
+registered with :func:`register_kind` together with what it needs: a trained model or not and the
+resources key it asks the scheduler for. The rules, the CLI and the plan follow from that
 declaration: a new kind of job is one new module in this package, no other edit.
+
+The declarations are read from the source (:func:`registry`), not by importing the kinds' modules:
+the plan needs them when Snakemake parses the workflow, which must not pay for importing torch. The
+code a kind's jobs run follows from its module's imports (:mod:`robrepro.importgraph`).
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any
+from functools import cache, cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # the jobs import torch; reading the declarations must not
+    import torch
+
+_FUNCTIONS: dict[str, Callable[[JobContext], dict[str, Any]]] = {}
 
 
 @dataclass(frozen=True)
 class JobKind:
     name: str
-    fn: Callable[[JobContext], dict[str, Any]]
+    module: str  # the module that registers it: its jobs' entry point
     needs_model: bool
     resources: str
-    modules: tuple[str, ...]
+
+    @property
+    def fn(self) -> Callable[[JobContext], dict[str, Any]]:
+        """The kind's function; imports its module (and only it)."""
+        importlib.import_module(self.module)
+        try:
+            return _FUNCTIONS[self.name]
+        except KeyError:
+            raise RuntimeError(f"{self.module} does not register job kind {self.name!r}") from None
 
 
-_KINDS: dict[str, JobKind] = {}
-
-
-def register_kind(name: str, *, needs_model: bool = True, resources: str = "attack", modules: tuple[str, ...] = ()):
-    """Declare a kind of job: ``fn(ctx) -> payload``. ``modules``: package modules (paths relative to
-    the package, e.g. ``"bounds.py"`` or ``"attacks"``) it runs besides the shared ones."""
+def register_kind(name: str, *, needs_model: bool = True, resources: str = "attack"):
+    """Declare a kind of job: ``fn(ctx) -> payload``. The arguments must be literals: they are
+    read from the source without running it (:func:`registry`)."""
 
     def deco(fn):
-        if name in _KINDS:
+        if name in _FUNCTIONS and _FUNCTIONS[name] is not fn:
             raise ValueError(f"job kind {name!r} registered twice")
-        _KINDS[name] = JobKind(name, fn, needs_model, resources, tuple(modules))
+        _FUNCTIONS[name] = fn
         return fn
 
     return deco
 
 
-def registry() -> dict[str, JobKind]:
-    from ..registry import import_submodules
+def _declarations(path: Path, module: str) -> list[JobKind]:
+    """The ``@register_kind(...)`` decorators of one module, evaluated as literals."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for d in getattr(node, "decorator_list", []):
+            if isinstance(d, ast.Call) and getattr(d.func, "id", getattr(d.func, "attr", None)) == "register_kind":
+                try:
+                    name = ast.literal_eval(d.args[0])
+                    kw = {k.arg: ast.literal_eval(k.value) for k in d.keywords}
+                except (ValueError, IndexError):
+                    raise ValueError(f"{path}:{d.lineno}: register_kind takes literal arguments") from None
+                out.append(JobKind(name, module, kw.get("needs_model", True), kw.get("resources", "attack")))
+    return out
 
-    import_submodules(__name__)
-    return dict(_KINDS)
+
+@cache
+def registry() -> dict[str, JobKind]:
+    """Name -> declaration of every job kind of this package's modules (read, not imported)."""
+    kinds: dict[str, JobKind] = {}
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        for k in _declarations(path, f"{__name__}.{path.stem}"):
+            if k.name in kinds:
+                raise ValueError(f"job kind {k.name!r} registered twice ({kinds[k.name].module}, {k.module})")
+            kinds[k.name] = k
+    return kinds
 
 
 class JobContext:
@@ -58,6 +94,8 @@ class JobContext:
     """
 
     def __init__(self, spec: dict[str, Any], *, model_path: str | None, data_root: str, device: str, out: str, partial: str | None, progress: bool = True):
+        import torch
+
         from ..engine import resolve_device
 
         self.started = time.time()

@@ -28,7 +28,6 @@ from .masking import Thresholds, audit
 @register_kind(
     "audit",
     resources="attack",
-    modules=("attacks", "models/ode_twin.py", "evaluations/audit.py", "evaluations/attack_suite.py", "evaluations/masking.py"),
 )
 def audit_job(ctx: JobContext) -> dict[str, Any]:
     """``params``: suite (label -> attack spec), radii, radii_labels, paper_attacks (labels of the

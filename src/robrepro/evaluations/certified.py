@@ -79,7 +79,7 @@ def certified_errors(
     return {"std_err": 1 - rob["clean_acc"], "n": rob["n"], "per_eps": [per_eps[e] for e in eps_grid], "seconds": {"attack": round(t_attack, 3), **seconds}}
 
 
-@register_kind("verify", resources="attack", modules=("attacks", "bounds.py", "evaluations/certified.py"))
+@register_kind("verify", resources="attack")
 def verify_job(ctx: JobContext) -> dict:
     """Certified evaluation of a trained model over a grid of radii (``params``: eps, eps_labels,
     bounds, attack, batch_size)."""

@@ -150,7 +150,7 @@ def ball_accuracy(
     return {"radius": float(radius), "copies": int(copies), "n": int(x.shape[0]), "ball_acc": correct / max(1, total)}
 
 
-@register_kind("growth", resources="attack", modules=("attacks", "evaluations/growth.py"))
+@register_kind("growth", resources="attack")
 def growth_job(ctx: JobContext) -> dict[str, Any]:
     """``params``: attack (spec), eps, batch_size, norms. Growth ratio of every block group of the model."""
     p = ctx.params
@@ -171,7 +171,7 @@ def growth_job(ctx: JobContext) -> dict[str, Any]:
     return {"attack": p["attack"], "eps": parse_eps(p["eps"]), "eps_label": str(p["eps"]), **out}
 
 
-@register_kind("ball", resources="attack", modules=("evaluations/growth.py",))
+@register_kind("ball", resources="attack")
 def ball_job(ctx: JobContext) -> dict[str, Any]:
     """``params``: radii (list), copies, batch_size. Accuracy under uniform noise at each radius."""
     p = ctx.params

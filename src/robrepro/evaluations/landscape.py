@@ -57,7 +57,6 @@ def evaluate_minimum(energy: L.MLPEnergy, w: np.ndarray, data: dict, p: dict, do
     "landscape",
     needs_model=False,
     resources="train",
-    modules=("landscape.py", "evaluations/landscape.py", "evaluations/sensitivity.py", "bounds.py", "attacks"),
 )
 def landscape_job(ctx: JobContext) -> dict[str, Any]:
     """``params``: hidden, weight_decay, pool, search (SearchConfig fields), sens_eps, spaces, attacks, attack_eps."""

@@ -90,7 +90,7 @@ def accuracy_at_thresholds(distance: torch.Tensor, thresholds: list[float]) -> l
     return [float((d > t).float().mean()) for t in thresholds]
 
 
-@register_kind("min_norm", resources="attack", modules=("attacks", "models/ode_twin.py", "evaluations/min_norm.py"))
+@register_kind("min_norm", resources="attack")
 def min_norm_job(ctx: JobContext) -> dict[str, Any]:
     """``params``: attack (an ``l2-min`` attack spec), batch_size. Per-image distances (l2, input
     units [0, 1]; ``null`` where no adversarial point was found) and queries; resumable per batch."""

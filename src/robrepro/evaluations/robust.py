@@ -65,7 +65,7 @@ def batch_dependence(model: nn.Module, x: torch.Tensor, batch_size: int, device)
     }
 
 
-@register_kind("attack", resources="attack", modules=("attacks", "evaluations/robust.py"))
+@register_kind("attack", resources="attack")
 def attack_job(ctx: JobContext) -> dict[str, Any]:
     """``params``: attack (spec), eps (floats), eps_labels, batch_size, independent (each radius
     attacked alone, default) and batch_check (images for the batch-dependence check of ODE nets)."""

@@ -148,7 +148,7 @@ def verified_accuracy(
     return (ok / max(1, len(y))).tolist()
 
 
-@register_kind("sensitivity", resources="attack", modules=("bounds.py", "evaluations/sensitivity.py"))
+@register_kind("sensitivity", resources="attack")
 def sensitivity_job(ctx: JobContext) -> dict[str, Any]:
     """TRDNN sensitivity of a trained model on the test split.
 

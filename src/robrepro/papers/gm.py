@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from .. import reporting as R
-from ..attacks import parse_eps
+from ..eps import parse_eps
 from . import Job, Paper, Run, Target, register_paper
 
 

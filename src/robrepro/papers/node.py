@@ -20,10 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-import torch
 
 from .. import reporting as R
-from ..attacks import parse_eps
+from ..eps import parse_eps
 from . import Job, Paper, Run, Target, register_paper
 
 
@@ -337,6 +336,8 @@ def fig3(paths: list[str], outputs: dict[str, str], max_threshold: dict[str, flo
     when the smallest adversarial distance found exceeds tau. Bottom axis in input units (images in
     [0, 1]), top axis in 0-255 pixel units (x 255); the dotted line marks ``text_threshold`` pixel units
     (the paper's "larger than 33", whose unit its text does not give)."""
+    import torch
+
     from ..evaluations.min_norm import accuracy_at_thresholds
 
     docs = R.load_all(paths, "min_norm")

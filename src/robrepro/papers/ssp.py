@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from .. import reporting as R
-from ..attacks import parse_eps
+from ..eps import parse_eps
 from . import Job, Paper, Run, Target, register_paper
 
 EXPERIMENTS = ("mnist", "cifar_natural", "cifar_adv", "fmnist", "tiny")

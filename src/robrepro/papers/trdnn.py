@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import reporting as R
-from ..attacks import parse_eps
+from ..eps import parse_eps
 from . import Job, Paper, Run, Target, register_paper
 
 NO_PUBLISHED = "The paper publishes no numbers (only its abstract is available): there is no published value to compare with."
