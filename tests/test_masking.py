@@ -144,6 +144,7 @@ def test_robustness_real_is_decided_on_the_worst_case_without_one_step_rows():
     claim = next(c for c in V.load_claims("node") if c.id == "robustness-real-mnist")
     judge = lambda df: V.judge(claim, {"node_audit": df}, "lite").status  # noqa: E731
     assert judge(_audit_table(40.0, 2.0)) == V.SUPPORTED
+    assert judge(_audit_table(40.0, 2.0, ode_fgsm=0.0)) == V.SUPPORTED  # one-step rows do not enter
     # 0 % against 0 %: FGSM rows far apart do not make it robust, and nothing is supported.
     assert judge(_audit_table(0.0, 0.0)) != V.SUPPORTED
     assert judge(_audit_table(0.0, 0.0, ode_fgsm=99.0)) != V.SUPPORTED
@@ -302,6 +303,7 @@ def _payload(model, suite, n):
             "per_eps": [{"eps": eps, "robust_acc": sum(mask) / n, "robust": encode_mask(mask), "seconds": 1.0}],
             "seconds": 1.0,
             "nfe": 0,
+            "attack": {"name": label},
             **extra,
         }
     rows = [{"paper_attack": a, "eps": eps, "eps_label": "0.1"} for a in ("fgsm", "pgd")]
@@ -358,4 +360,4 @@ def test_the_audit_table_marks_legs_weak_on_the_reference_and_gates_the_transfer
     assert "spsa" not in row["unusable_legs"] and row["verdict"] == CONFIRMED and "spsa" in row["rule"]
     assert row["worst_case_acc"] == 75.0 and bool(row["paper_attack_one_step"]) is False
     md = (tmp_path / "audit.md").read_text()
-    assert "mnist/odenet/none transfer 50.0 %" in md
+    assert "mnist/odenet/none transfer 50.0 %" in md and 'fgsm {"name": "fgsm"}' in md

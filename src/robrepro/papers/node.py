@@ -17,6 +17,7 @@ twins); the sanity checks and verdict rules are those of robrepro.evaluations.ma
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
@@ -519,6 +520,8 @@ def audit(paths: list[str], outputs: dict[str, str], table_eps: dict[str, list])
         "no-usable-leg (no usable gradient-free or transfer attack -> not testable); confirmed (gap_high within the tolerance -> paper's number "
         "confirmed by stronger attacks: the number, not robustness); otherwise inconclusive.",
         "published: the paper's number for that cell (Table 1 by column position of eps, an assumption; Table 2 at 8/255); the paper did no such audit.",
+        "Attacks and budgets in force (AutoAttack: the standard version, APGD-CE, APGD-T, FAB-T, Square, at the budgets named): "
+        + "; ".join(f"{k} {json.dumps(v['attack'], sort_keys=True)}" for k, v in (docs[0]["suite"].items() if docs else [])),
         "Transfer surrogates' agreement with their model (clean predictions): " + (", ".join(agreement) or "none (no ODE model)"),
         "Cost per attack: " + " | ".join(cost),
     ]
