@@ -63,6 +63,7 @@ def verified_masks(
                 ok = bounds.verified_radii(model, xb, yb, radii, method=method).cpu()
                 for e, row in zip(radii, ok):
                     out[e][i : i + batch_size] = row
+            print(f"[verify] {method}: batch {i // batch_size + 1}/{-(-len(y) // batch_size)}, {len(eps_grid)} radii", file=sys.stderr, flush=True)
     return out
 
 
