@@ -320,3 +320,72 @@ def test_models_go_through_the_registry():
     net = models.build("dm_small", in_channels=3, image_size=32, num_classes=10, mean=CIFAR_NORM[0], std=CIFAR_NORM[1], width=0.25)
     assert isinstance(net[0], Normalize)
     assert bounds.verified(net, torch.rand(2, 3, 32, 32), torch.tensor([0, 1]), 0.0).shape == (2,)
+
+
+# ----------------------------------------------------------------------------------------------
+# The certified >= attack audit: recomputed from per-point results, it fails on a broken bound
+# ----------------------------------------------------------------------------------------------
+
+
+def _tiny_net():
+    torch.manual_seed(0)
+    m = nn.Sequential(Normalize([0.5], [0.5]), nn.Flatten(), nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 3))
+    x = torch.rand(48, 1, 4, 4)
+    y = m(x).argmax(1)  # labels the net gets right, so that there is something to certify
+    return m.eval(), (x * 255).round().to(torch.uint8), y
+
+
+class _Plan:
+    """The two things the report's certified audit reads of a plan: job keys and their files."""
+
+    def __init__(self, doc):
+        self.jobs = {("gm", "run-a", "verify", "certified"): None}
+        self.docs = {"run-a.json": doc}
+
+    def job_file(self, *key):
+        return f"{key[1]}.json"
+
+
+def _certified_rows(doc):
+    from robrepro.report import certified_audit
+
+    plan = _Plan(doc)
+    return certified_audit(plan, "gm", plan.docs)
+
+
+def _evaluate(monkeypatch=None, broken=False):
+    from robrepro.attacks import make_attack
+    from robrepro.evaluations.certified import certified_errors
+
+    m, x, y = _tiny_net()
+    if broken:
+        # A planted bug: the bound certifies every point, including those the attack breaks.
+        monkeypatch.setattr(bounds, "verified_radii", lambda model, xb, yb, radii, method="ibp": torch.ones(len(radii), len(yb), dtype=torch.bool))
+    return certified_errors(m, x, y, [0.05, 0.3], ["ibp"], make_attack({"name": "pgd", "steps": 10}), batch_size=16)
+
+
+def test_a_sound_bound_passes_the_recomputed_audit():
+    from robrepro.report import certified_summary
+
+    doc = _evaluate()
+    rows = _certified_rows(doc)
+    assert len(rows) == 2 and all(r["ok"] and r["check"] == "per point" and r["violations"] == 0 for r in rows)
+    assert certified_summary(type("P", (), {"certified": rows})()) == "certified >= attack: 2/2 hold (2 checked per point)"
+
+
+def test_a_broken_bound_fails_the_certified_audit(monkeypatch):
+    from robrepro.evaluations.certified import soundness
+
+    doc = _evaluate(monkeypatch, broken=True)  # the job itself no longer aborts: it stores the evidence
+    at_large = doc["per_eps"][1]
+    assert soundness(at_large)["ibp"]["violations"] > 0
+    rows = _certified_rows(doc)
+    assert not rows[1]["ok"] and rows[1]["violations"] > 0
+
+
+def test_stored_errors_that_disagree_with_the_per_point_results_fail_the_audit():
+    doc = _evaluate()
+    e = doc["per_eps"][0]
+    e["verified_err"]["ibp"] -= 0.1  # a summary number that no longer matches the points behind it
+    rows = _certified_rows(doc)
+    assert not rows[0]["ok"] and rows[0]["violations"] == 0 and "disagree" in rows[0]["check"] and rows[1]["ok"]

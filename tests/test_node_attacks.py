@@ -260,3 +260,31 @@ def test_spsa_eps_relative_rate_crosses_a_large_ball_an_absolute_rate_cannot(toy
     assert (out["abs"] - x).abs().max() <= 0.035
     assert (out["rel"] - x).abs().max() >= 0.2
     assert _acc(m, out["rel"], y) <= _acc(m, out["abs"], y)
+
+
+def test_twin_agreement_measures_how_often_the_surrogate_predicts_like_the_model():
+    from robrepro.attacks import predict
+    from robrepro.attacks.transfer import twin_agreement
+
+    torch.manual_seed(0)
+    m = models.build("odenet", in_channels=1, image_size=14, num_classes=10, mean=[0.5], std=[0.25], channels=8, end_time=1.0, rtol=1e-3, atol=1e-3)
+    with torch.no_grad():  # strong dynamics and a sharp readout, so that a crude solver changes predictions
+        m[10].bias.zero_()
+        m[10].weight.mul_(100)
+        for p in m[5].parameters():
+            p.mul_(3)
+    m.eval()
+    x = (torch.rand(64, 1, 14, 14) * 255).round().to(torch.uint8)
+    assert len(predict(m, x, 32, "cpu").unique()) > 1
+    close = twin_agreement(m, x, {"method": "rk4", "n_steps": 32}, batch_size=32)
+    crude = twin_agreement(m, x, {"method": "euler", "n_steps": 1}, batch_size=32)
+    assert close >= 0.95 and crude < close  # one Euler step is a poor surrogate of dopri5
+
+
+def test_the_suite_prints_its_progress(toy, capsys):
+    from robrepro.evaluations.attack_suite import run_suite
+
+    m, x, y = toy
+    run_suite(m, (x * 255).round().to(torch.uint8), y, {"pgd": {"name": "pgd", "steps": 2}}, [0.05, 0.1], batch_size=32)
+    err = capsys.readouterr().err
+    assert "[suite] pgd eps=0.05 batch 1/" in err and "[suite] pgd eps=0.1 batch" in err

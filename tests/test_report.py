@@ -314,7 +314,11 @@ def test_report_survives_missing_claims_missing_outputs_and_flags_unsound_certif
         assert f'id="paper-{name}"' in page
     if tampered:
         p = next(p for p in rep.papers if p.name == tampered)
-        assert sum(not r["ok"] for r in p.certified) == 1
+        # Only the first bound's row when the result has no per-point results; with them, every
+        # tampered number disagrees with the points behind it and is flagged (the check is recomputed).
+        flagged = [r for r in p.certified if not r["ok"]]
+        per_point = any(r.get("check") != "errors only" for r in p.certified)
+        assert len(flagged) >= 1 if per_point else len(flagged) == 1
         assert "A violation means an unsound bound" in page
 
 

@@ -189,12 +189,13 @@ def robust_accuracy(
     worst case matters (e.g. checking certificates). ``domain`` is the dataset's input box.
     Returns ``{"clean_acc", "n", "mode", "per_eps": [{"eps", "robust_acc", "robust_acc_cumulative",
     "attacked", "seconds"}, ...]}`` in the order of ``eps_grid``; random starts come from one generator
-    seeded with ``seed``. ``return_masks`` adds ``masks`` (eps -> points robust up to eps, cumulative).
+    seeded with ``seed``. ``return_masks`` adds ``masks`` (eps -> points robust up to eps, cumulative)
+    and ``masks_alone`` (eps -> points robust at that radius attacked alone; only with ``independent``).
     """
     g = torch.Generator().manual_seed(seed)
     clean = predict(model, x, batch_size, device) == y
     cumulative = clean.clone()
-    per_eps, masks = {}, {}
+    per_eps, masks, masks_alone = {}, {}, {}
     with attack_mode(model), input_domain(*domain):
         for eps in sorted(set(float(e) for e in eps_grid)):
             t0 = time.perf_counter()
@@ -220,6 +221,7 @@ def robust_accuracy(
                 "seconds": round(time.perf_counter() - t0, 3),
             }
             masks[eps] = cumulative.clone()
+            masks_alone[eps] = alone
     out = {
         "clean_acc": clean.float().mean().item(),
         "n": int(x.shape[0]),
@@ -228,6 +230,8 @@ def robust_accuracy(
     }
     if return_masks:
         out["masks"] = masks
+        if independent:
+            out["masks_alone"] = masks_alone
     return out
 
 

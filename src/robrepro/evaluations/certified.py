@@ -4,8 +4,10 @@ Verified error at eps is the fraction of test points for which some margin lower
 positive over the eps-box (a misclassified point is never verified). It is reported under every
 requested bound (IBP and CROWN-IBP, since which one the GM paper used is unknown), beside the PGD
 error, which is a lower bound on the true robust error while verified error is an upper bound.
-A point certified at eps that PGD breaks inside the eps-ball would prove a bound unsound: that stops
-the job with an error instead of producing numbers.
+A point certified at eps that the attack breaks inside the eps-ball would prove a bound unsound. The
+job does not decide that by itself: it stores, per radius, which points each bound certified and
+which points survived the attack (one 0/1 character per test point), and the report recomputes the
+check from them (:func:`soundness`), so a broken bound fails a check that is not the job's own say-so.
 """
 
 from __future__ import annotations
@@ -20,10 +22,30 @@ from torch import nn
 from .. import bounds
 from ..attacks import Attack, attack_mode, make_attack, robust_accuracy, to_input
 from . import JobContext, register_kind
+from .masking import decode_mask, encode_mask
 
 
-class UnsoundBound(AssertionError):
-    """A certified point was broken by an attack: the bound engine is wrong, results are void."""
+def soundness(e: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per bound, the certified >= attack check of one stored radius (an entry of ``per_eps``),
+    recomputed from its per-point results: ``violations`` (points certified that the attack broke),
+    ``verified_err`` and ``attack_err`` recomputed, and ``consistent`` (the stored errors equal the
+    recomputed ones). Empty when the entry has no per-point results."""
+    if "attack_robust" not in e or not isinstance(e.get("verified"), dict):
+        return {}
+    robust = decode_mask(e["attack_robust"])
+    n = len(robust)
+    attack_err = 1 - sum(robust) / n if n else 0.0
+    out = {}
+    for method, s in e["verified"].items():
+        ver = decode_mask(s)
+        err = 1 - sum(ver) / n if n else 0.0
+        stored = (e.get("verified_err") or {}).get(method)
+        # The stored errors are float32 means: equal counts agree to far better than half a point.
+        half = 0.5 / max(n, 1)
+        consistent = stored is not None and abs(float(stored) - err) < half and abs(float(e.get("attack_err", -1)) - attack_err) < half
+        bad = [i for i, (v, r) in enumerate(zip(ver, robust)) if v and not r]
+        out[method] = {"violations": len(bad), "first": bad[:10], "verified_err": err, "attack_err": attack_err, "consistent": consistent}
+    return out
 
 
 def verified_masks(
@@ -41,6 +63,7 @@ def verified_masks(
                 ok = bounds.verified_radii(model, xb, yb, radii, method=method).cpu()
                 for e, row in zip(radii, ok):
                     out[e][i : i + batch_size] = row
+            print(f"[verify] {method}: batch {i // batch_size + 1}/{-(-len(y) // batch_size)}, {len(eps_grid)} radii", file=sys.stderr, flush=True)
     return out
 
 
@@ -56,26 +79,29 @@ def certified_errors(
     device="cpu",
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Standard error, verified error per method and attack error (all in [0,1]) for every eps."""
+    """Standard error, verified error per method and attack error (all in [0,1]) for every eps, with
+    the per-point results behind them (``verified``: method -> mask, ``attack_robust``: mask)."""
     eps_grid = [float(e) for e in eps_grid]
     t0 = time.perf_counter()
     # Worst case up to each radius: the strongest attack evidence against a certificate, and cheap.
     rob = robust_accuracy(model, x, y, eps_grid, attack, batch_size=batch_size, device=device, seed=seed, independent=False, return_masks=True)
     t_attack = time.perf_counter() - t0
-    per_eps = {e: {"eps": e, "attack_err": 1 - r["robust_acc_cumulative"], "verified_err": {}} for e, r in zip(eps_grid, rob["per_eps"])}
+    per_eps = {
+        e: {"eps": e, "attack_err": 1 - r["robust_acc_cumulative"], "verified_err": {}, "attack_robust": encode_mask(rob["masks"][e].tolist()), "verified": {}}
+        for e, r in zip(eps_grid, rob["per_eps"])
+    }
     seconds = {}
     for method in methods:
         t0 = time.perf_counter()
         ver = verified_masks(model, x, y, eps_grid, method, batch_size=batch_size, device=device)
         seconds[method] = round(time.perf_counter() - t0, 3)
         for e in eps_grid:
-            broken = ver[e] & ~rob["masks"][e]
-            if broken.any():
-                raise UnsoundBound(
-                    f"{method} certified {int(broken.sum())} point(s) at eps={e} that the attack broke "
-                    f"(indices {broken.nonzero().squeeze(1)[:10].tolist()}): the bound is unsound"
-                )
             per_eps[e]["verified_err"][method] = 1 - ver[e].float().mean().item()
+            per_eps[e]["verified"][method] = encode_mask(ver[e].tolist())
+            broken = int((ver[e] & ~rob["masks"][e]).sum())
+            if broken:
+                # Reported, not raised: the report's recomputed audit fails on it, with the numbers at hand.
+                print(f"[verify] UNSOUND: {method} certified {broken} point(s) at eps={e:.4g} that the attack broke", file=sys.stderr)
     return {"std_err": 1 - rob["clean_acc"], "n": rob["n"], "per_eps": [per_eps[e] for e in eps_grid], "seconds": {"attack": round(t_attack, 3), **seconds}}
 
 

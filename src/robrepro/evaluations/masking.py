@@ -1,54 +1,85 @@
-"""Gradient-masking audit: sanity checks and a verdict per model and radius, from per-attack accuracies.
+"""Gradient-masking audit: sanity checks and a verdict per model and radius, from per-point attack results.
 
-Pure functions, no models: the inputs are robust accuracies (each radius attacked alone, on the same
-points) of several attacks on one model. The checks are the standard ones of Athalye, Carlini and
-Wagner (2018, "Obfuscated gradients give a false sense of security") and Carlini et al. (2019, "On
-evaluating adversarial robustness"); each names the attacks that violate it.
+Pure functions, no models: the inputs are, per attack of a suite run on one model (each radius
+attacked alone, on the same points), its robust accuracy and, per point, whether the point survived.
+The checks are the standard ones of Athalye, Carlini and Wagner (2018, "Obfuscated gradients give a
+false sense of security") and Carlini et al. (2019, "On evaluating adversarial robustness").
 
-Sanity checks (``tol`` is the slack allowed between two attacks on the same points):
+**Worst case.** A point is robust at eps only if *every* attack of the suite failed on it there (the
+union of the attacks' successes); its accuracy, ``worst_acc``, is the robust accuracy the verdict
+uses. Every success counts, whatever the attack: each adversarial point is evaluated on the model
+itself. Two attacks that break disjoint halves of the points leave a worst case far below either.
 
-* ``iterative>=one-step``: an iterative white-box attack is at least as strong as a one-step one
-  (FGSM) at the same radius: fails if acc(one-step) < acc(iterative) - tol.
-* ``white-box>=black-box``: the strongest white-box attack is at least as strong as every
-  black-box, decision-based or transfer attack: fails if acc(black-box) < min acc(white-box) - tol.
-  Score-based and transfer attacks see less than a white-box attack; beating it means the white-box
-  attack's gradients are uninformative.
-* ``monotone-in-eps``: each attack's accuracy does not increase with the radius (a larger ball
-  contains the smaller one): fails at eps2 if acc(eps2) > acc(eps1) + tol for some eps1 < eps2.
-* ``near-0-at-large-eps``: every iterative white-box attack brings accuracy to at most ``near_zero``
-  at the very large radius ``large_eps`` (an unbounded attack that cannot flip a label is broken).
+**Gap and its sampling error.** The worst case is a subset of the paper's attack's survivors, so the
+gap ``paper_acc - worst_acc`` is the fraction k/n of points that survived the paper's attack but not
+the suite. Its Wilson interval (``z``) is compared with the tolerance ``gap``: a gap whose lower end
+exceeds it is real at this n; one whose upper end stays within it confirms the paper's number.
 
-Verdict per radius, rules in this order (the first that fires decides, and is reported):
+**Usable legs.** An attack that finds nothing proves nothing unless it is known to work. A
+gradient-free leg (score-based or decision attack) is *weak* when, on the undefended reference model
+(e.g. the plain ResNet beside an ODE-Net), it leaves more than ``gap`` above the best iterative
+white-box attack (:func:`weak_legs`); a transfer leg is *unusable* when its surrogate agrees with
+the model on fewer than ``min_agreement`` of the clean predictions (:func:`transfer_gate`). Their
+successes still count in the worst case, but a confirmation needs at least one usable
+gradient-free leg: gradient attacks alone cannot confirm a number that masked gradients may inflate.
 
-1. ``sanity``: some sanity check failed for this radius or for the model as a whole (the
-   large-eps and monotonicity checks) -> "gradient masking".
-2. ``gap``: the strongest attack's accuracy is more than ``gap`` below the paper's attack's, and the
-   paper's attack is iterative -> "gradient masking": the iterative attack stalls where a longer,
-   restarted, gradient-free or transfer attack succeeds (on an honest model PGD-20 and PGD-1000 agree).
-3. ``gap-one-step``: the same for a one-step paper attack (FGSM) -> "weak attack": a one-step attack
-   is expected to be weaker than an iterative one, so its number is no robustness claim, but neither
-   is the gap evidence of masking.
-4. ``holds``: otherwise -> "robustness holds": every stronger attack confirms the paper's attack's
-   number within ``gap`` (which may itself be 0 %: the number stands, whatever it is).
+Sanity checks (``slack``: the larger of ``tol`` and ``z`` standard errors of the difference):
+
+* ``iterative>=one-step``: acc(one-step) < acc(iterative) - slack fails.
+* ``white-box>=black-box``: a score-based, decision or transfer attack below the best white-box
+  attack by more than the slack fails (it sees less than a white-box attack).
+* ``monotone-in-eps``: an attack's accuracy rising with the radius by more than the slack fails.
+* ``near-0-at-large-eps``: an iterative white-box attack above ``near_zero`` at ``large_eps`` fails.
+
+Verdict per radius (labels say what they mean; the first rule that fires decides and is reported):
+
+1. ``sanity``: a check failed -> "masking suspected".
+2. ``floor``: the paper's attack leaves no point -> "not testable" (0 % is no robustness to confirm).
+3. ``gap``: the gap's lower end exceeds ``gap`` -> "masking suspected" for an iterative paper attack;
+   ``gap-one-step``: for a one-step one (FGSM) -> "weak attack": expected to be weaker, and no
+   evidence of masking.
+4. ``no-usable-leg``: no usable gradient-free attack at this radius -> "not testable".
+5. ``confirmed``: the gap's upper end is within ``gap`` -> "paper's number confirmed by stronger
+   attacks" (the number, whatever it is: 3 % confirmed is 3 %, not robustness).
+6. ``inconclusive``: otherwise (the gap is within its sampling error of the tolerance).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 WHITE_BOX = "white-box"
-NOT_WHITE_BOX = ("black-box", "decision", "transfer")
-HOLDS, MASKING, WEAK = "robustness holds", "gradient masking", "weak attack"
+GRADIENT_FREE = ("black-box", "decision")
+NOT_WHITE_BOX = (*GRADIENT_FREE, "transfer")
+CONFIRMED = "paper's number confirmed by stronger attacks"
+MASKING = "masking suspected"
+WEAK = "weak attack"
+NOT_TESTABLE = "not testable"
+INCONCLUSIVE = "inconclusive"
+VERDICTS = (CONFIRMED, MASKING, WEAK, NOT_TESTABLE, INCONCLUSIVE)
+
+
+def encode_mask(mask: Iterable[bool]) -> str:
+    """Per-point booleans as a string of 0/1 (one character per test point, in order)."""
+    return "".join("1" if bool(b) else "0" for b in mask)
+
+
+def decode_mask(s: str) -> tuple[bool, ...]:
+    return tuple(c == "1" for c in s)
 
 
 @dataclass(frozen=True)
 class AttackResult:
-    """One attack on one model: accuracy per radius (each radius attacked alone, same points)."""
+    """One attack on one model: accuracy per radius and, per radius, which points survived it."""
 
     label: str
     access: str  # white-box | black-box | decision | transfer
     acc: dict[float, float]
     one_step: bool = False
+    robust: dict[float, tuple[bool, ...]] = field(default_factory=dict)
+    unusable: str = ""  # why a failure of this attack is no evidence (empty: usable)
 
 
 @dataclass(frozen=True)
@@ -56,6 +87,8 @@ class Thresholds:
     tol: float = 0.02
     gap: float = 0.05
     near_zero: float = 0.05
+    z: float = 1.96
+    min_agreement: float = 0.95
 
 
 @dataclass
@@ -65,43 +98,70 @@ class AuditRow:
     paper_acc: float
     strongest_attack: str
     strongest_acc: float
+    worst_acc: float = float("nan")
+    gap: float = 0.0
+    gap_low: float = 0.0
+    gap_high: float = 0.0
+    n: int = 0
+    one_step: bool = False
+    unusable: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    verdict: str = HOLDS
+    verdict: str = CONFIRMED
     rule: str = ""
+
+
+def wilson(k: int, n: int, z: float) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (never of width 0, even at k = 0)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p, z2 = k / n, z * z
+    d = 1 + z2 / n
+    c = (p + z2 / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
 
 
 def _at(r: AttackResult, eps: float) -> float | None:
     return r.acc.get(float(eps))
 
 
-def check_iterative_vs_one_step(results: list[AttackResult], eps: float, tol: float) -> list[str]:
+def _slack(a: float, b: float, n: int, th: Thresholds) -> float:
+    """Allowed difference of two accuracies on n points: ``tol``, or z standard errors if larger."""
+    se = math.sqrt((a * (1 - a) + b * (1 - b)) / n) if n else 0.0
+    return max(th.tol, th.z * se)
+
+
+def check_iterative_vs_one_step(results: list[AttackResult], eps: float, n: int, th: Thresholds) -> list[str]:
     out = []
     for one in (r for r in results if r.one_step and r.access == WHITE_BOX and _at(r, eps) is not None):
         for it in (r for r in results if not r.one_step and r.access == WHITE_BOX and _at(r, eps) is not None):
-            if _at(one, eps) < _at(it, eps) - tol:
-                out.append(f"iterative>=one-step: {one.label} {_at(one, eps):.4f} < {it.label} {_at(it, eps):.4f}")
+            a, b = _at(one, eps), _at(it, eps)
+            if a < b - _slack(a, b, n, th):
+                out.append(f"iterative>=one-step: {one.label} {a:.4f} < {it.label} {b:.4f}")
     return out
 
 
-def check_white_vs_black(results: list[AttackResult], eps: float, tol: float) -> list[str]:
+def check_white_vs_black(results: list[AttackResult], eps: float, n: int, th: Thresholds) -> list[str]:
     white = [r for r in results if r.access == WHITE_BOX and _at(r, eps) is not None]
     if not white:
         return []
     best = min(white, key=lambda r: _at(r, eps))
+    b = _at(best, eps)
     out = []
     for r in results:
-        if r.access in NOT_WHITE_BOX and _at(r, eps) is not None and _at(r, eps) < _at(best, eps) - tol:
-            out.append(f"white-box>=black-box: {r.label} ({r.access}) {_at(r, eps):.4f} < {best.label} {_at(best, eps):.4f}")
+        a = _at(r, eps)
+        if r.access in NOT_WHITE_BOX and a is not None and a < b - _slack(a, b, n, th):
+            out.append(f"white-box>=black-box: {r.label} ({r.access}) {a:.4f} < {best.label} {b:.4f}")
     return out
 
 
-def check_monotone(results: list[AttackResult], tol: float) -> dict[float, list[str]]:
+def check_monotone(results: list[AttackResult], n: int, th: Thresholds) -> dict[float, list[str]]:
     """eps2 -> failures where some attack's accuracy at eps2 exceeds its accuracy at a smaller eps1."""
     out: dict[float, list[str]] = {}
     for r in results:
         radii = sorted(r.acc)
         for i, e2 in enumerate(radii):
-            worse = [e1 for e1 in radii[:i] if r.acc[e2] > r.acc[e1] + tol]
+            worse = [e1 for e1 in radii[:i] if r.acc[e2] > r.acc[e1] + _slack(r.acc[e2], r.acc[e1], n, th)]
             if worse:
                 out.setdefault(e2, []).append(f"monotone-in-eps: {r.label} {r.acc[e2]:.4f} at {e2:g} > {r.acc[worse[0]]:.4f} at {worse[0]:g}")
     return out
@@ -116,33 +176,98 @@ def check_large_eps(results: list[AttackResult], large_eps: float, near_zero: fl
     return out
 
 
-def audit(results: list[AttackResult], paper_attack: str, radii: list[float], *, large_eps: float | None, th: Thresholds = Thresholds()) -> list[AuditRow]:
-    """One :class:`AuditRow` per radius of ``radii`` (the radii of the paper's table)."""
+def worst_case(results: list[AttackResult], eps: float) -> tuple[float, tuple[bool, ...] | None]:
+    """Accuracy when a point counts as robust only if every attack failed on it, and that mask.
+
+    Without per-point results for every attack at eps (older payloads) the best available is the
+    smallest accuracy of any one attack (mask None), which can overstate the worst case."""
+    have = [r for r in results if _at(r, eps) is not None]
+    masks = [r.robust[float(eps)] for r in have if float(eps) in r.robust]
+    if not have:
+        return float("nan"), None
+    if len(masks) < len(have) or len({len(m) for m in masks}) != 1:
+        return min(_at(r, eps) for r in have), None
+    joint = tuple(all(col) for col in zip(*masks))
+    return sum(joint) / len(joint), joint
+
+
+def weak_legs(reference: list[AttackResult], radii: list[float], th: Thresholds = Thresholds()) -> dict[str, str]:
+    """Gradient-free legs that do not succeed on the undefended reference model: label -> reason.
+
+    On a model without any defence an honest score-based or decision attack should come near the best
+    iterative white-box attack; one that leaves more than ``gap`` above it at some radius has too
+    small a budget to be evidence of anything on the audited model."""
+    out: dict[str, str] = {}
+    for eps in (float(e) for e in radii):
+        white = [r for r in reference if r.access == WHITE_BOX and not r.one_step and _at(r, eps) is not None]
+        if not white:
+            continue
+        best = min(white, key=lambda r: _at(r, eps))
+        for r in reference:
+            a = _at(r, eps)
+            if r.access in GRADIENT_FREE and a is not None and a - _at(best, eps) > th.gap and r.label not in out:
+                out[r.label] = f"weak attack on the undefended reference: {a:.2f} at eps {eps:g} where {best.label} leaves {_at(best, eps):.2f}"
+    return out
+
+
+def transfer_gate(agreement: float | None, th: Thresholds = Thresholds()) -> str:
+    """Why a transfer leg is unusable ("" if usable): its surrogate must predict like the model."""
+    if agreement is None:
+        return ""
+    if agreement < th.min_agreement:
+        return f"surrogate agrees with the model on {100 * agreement:.1f} % of clean predictions (< {100 * th.min_agreement:g} %)"
+    return ""
+
+
+def audit(
+    results: list[AttackResult],
+    paper_attack: str,
+    radii: list[float],
+    *,
+    large_eps: float | None,
+    n: int,
+    th: Thresholds = Thresholds(),
+    unusable: dict[str, str] | None = None,
+) -> list[AuditRow]:
+    """One :class:`AuditRow` per radius of ``radii`` (the radii of the paper's table); ``n`` test
+    points; ``unusable``: label -> reason, added to the attacks' own (e.g. from :func:`weak_legs`)."""
     by_label = {r.label: r for r in results}
     if paper_attack not in by_label:
         raise KeyError(f"paper attack {paper_attack!r} not among the results {sorted(by_label)}")
-    # Model-wide checks: reported on every radius of the model.
-    model_wide = [f for fs in check_monotone(results, th.tol).values() for f in fs]
+    bad = {r.label: r.unusable for r in results if r.unusable} | {k: v for k, v in (unusable or {}).items() if k in by_label}
+    model_wide = [f for fs in check_monotone(results, n, th).values() for f in fs]
     model_wide += check_large_eps(results, large_eps, th.near_zero) if large_eps is not None else []
+    paper = by_label[paper_attack]
     rows = []
     for eps in (float(e) for e in radii):
-        have = [r for r in results if _at(r, eps) is not None]
-        strongest = min(have, key=lambda r: (_at(r, eps), r.label != paper_attack))
-        paper_acc = _at(by_label[paper_attack], eps)
+        paper_acc = _at(paper, eps)
         if paper_acc is None:
             raise KeyError(f"paper attack {paper_attack!r} has no result at eps {eps:g}")
-        failed = check_iterative_vs_one_step(results, eps, th.tol) + check_white_vs_black(results, eps, th.tol)
-        failed += model_wide
-        row = AuditRow(eps, paper_attack, paper_acc, strongest.label, _at(strongest, eps), failed)
-        if failed:
-            row.verdict, row.rule = MASKING, f"sanity: {failed[0]}"
-        elif paper_acc - row.strongest_acc > th.gap:
-            one = by_label[paper_attack].one_step
-            row.verdict = WEAK if one else MASKING
-            row.rule = (
-                f"{'gap-one-step' if one else 'gap'}: {strongest.label} {row.strongest_acc:.4f} is more than {th.gap:g} below {paper_attack} {paper_acc:.4f}"
-            )
+        have = [r for r in results if _at(r, eps) is not None]
+        strongest = min(have, key=lambda r: (_at(r, eps), r.label != paper_attack))
+        worst, joint = worst_case(results, eps)
+        if joint is not None and eps in paper.robust:
+            k = sum(p and not w for p, w in zip(paper.robust[eps], joint))
         else:
-            row.verdict, row.rule = HOLDS, f"holds: every attack within {th.gap:g} of {paper_attack} and every sanity check passed"
+            k = round((paper_acc - worst) * n)
+        low, high = wilson(k, n, th.z)
+        row = AuditRow(eps, paper_attack, paper_acc, strongest.label, _at(strongest, eps), worst, k / n if n else 0.0, low, high, n, paper.one_step)
+        row.unusable = [f"{k_}: {v}" for k_, v in sorted(bad.items())]
+        row.failed = check_iterative_vs_one_step(results, eps, n, th) + check_white_vs_black(results, eps, n, th) + model_wide
+        usable_free = [r.label for r in have if r.access in NOT_WHITE_BOX and r.label not in bad]
+        gap_text = f"worst case {worst:.4f} vs {paper_attack} {paper_acc:.4f}: gap {k}/{n}, interval [{low:.3f}, {high:.3f}] against {th.gap:g}"
+        if row.failed:
+            row.verdict, row.rule = MASKING, f"sanity: {row.failed[0]}"
+        elif paper_acc == 0:
+            row.verdict, row.rule = NOT_TESTABLE, f"floor: {paper_attack} leaves no point at eps {eps:g}, no robustness to confirm"
+        elif low > th.gap:
+            row.verdict = WEAK if paper.one_step else MASKING
+            row.rule = f"{'gap-one-step' if paper.one_step else 'gap'}: {gap_text}"
+        elif not usable_free:
+            row.verdict, row.rule = NOT_TESTABLE, "no-usable-leg: no usable gradient-free or transfer attack; " + gap_text
+        elif high <= th.gap:
+            row.verdict, row.rule = CONFIRMED, f"confirmed by {', '.join(usable_free)} and the rest: {gap_text}"
+        else:
+            row.verdict, row.rule = INCONCLUSIVE, f"inconclusive: {gap_text}"
         rows.append(row)
     return rows
