@@ -164,3 +164,52 @@ def test_claim_holds_on_papers_numbers(claim):
     tier = next(t for t in ("paper", "lite") if t in claim.tiers)
     v = V.judge(claim, {claim.table: df}, tier)
     assert v.on_published == "holds", f"{claim.id}: the claim as stored fails on the paper's own numbers ({v.on_published!r}): {v.evidence}"
+
+
+# --- GM Fig. 3: the total-error panels the drawdown claims are judged on ----------------------------
+
+
+def _verify_doc(method: str, errs: list[float], eps: list[float]) -> dict:
+    """A certified-evaluation result of one GM Table 3 run (MNIST, eps_train 0.4), as the verify job writes it."""
+    prov = {"data_source": "real", "git": {"commit": "0" * 12, "dirty": False}, "spec": {"tier": "lite"}}
+    return {
+        "run": f"mnist-{method}-e0.4",
+        "experiment": "table3",
+        "labels": {"dataset": "mnist", "method": method, "eps_train": "0.4", "variants": []},
+        "per_eps": [{"eps": e, "attack_err": 0.0, "verified_err": {"ibp": v / 100}} for e, v in zip(eps, errs)],
+        "eps_labels": [f"{e:g}" for e in eps],
+        "std_err": 0.05,
+        "n": 1000,
+        "provenance": prov,
+    }
+
+
+def test_gm_fig3_total_error_panels(tmp_path, monkeypatch):
+    from robrepro.papers import gm
+
+    eps = [0.05 * k for k in range(1, 9)]  # lite's fine grid up to eps_train 0.4
+    curves = {"gm_crown_ibp": [5, 6, 8, 10, 12, 15, 18, 20], "crown_ibp": [4, 6, 9, 14, 30, 60, 90, 100], "ibp": [10, 12, 15, 20, 35, 70, 95, 100]}
+    docs = {m: _verify_doc(m, v, eps) for m, v in curves.items()}
+    monkeypatch.setattr(gm.R, "load_result", lambda p, kind=None: docs[p])
+    outputs = {ext: str(tmp_path / f"gm_fig3.{ext}") for ext in ("png", "pdf", "csv")}
+    df = gm.fig3(list(docs), outputs, total_step={"mnist": 0.1})
+    assert Path(outputs["png"]).stat().st_size > 0
+    total = df[df.panel == "total"]
+    # Total error at eps: the mean verified error over 0.1, 0.2, ... up to eps (the fine grid's every other radius).
+    gm_total = total[total.method == "gm_crown_ibp"].sort_values("eps")
+    assert gm_total.eps.round(10).tolist() == [0.1, 0.2, 0.3, 0.4]
+    assert gm_total.total_err.tolist() == [6.0, 8.0, 10.33, 12.75]  # errors 6, 10, 15, 20 at 0.1 ... 0.4
+    assert len(df[df.panel == "verified"]) == 3 * len(eps)
+    # The drawdown claims find their rows: GM below both baselines at the large radii, on both panels.
+    claims = {c.id: c for c in V.load_claims("gm")}
+    for cid in ("drawdown", "drawdown-total"):
+        v = V.judge(claims[cid], {"gm_fig3": pd.read_csv(outputs["csv"])}, "lite")
+        assert v.status == V.SUPPORTED, f"{cid}: {v.evidence}"
+
+
+def test_gm_total_error_needs_the_whole_coarse_grid():
+    from robrepro.papers import gm
+
+    rows = pd.DataFrame([{"dataset": "mnist", "eps_train": "0.4", "method": "ibp", "bound": "ibp", "eps": e, "verified_err": 10.0} for e in (0.1, 0.2, 0.4)])
+    # 0.3 was not evaluated: a mean over a grid with a hole would be a different quantity.
+    assert gm.total_errors(rows, {"mnist": 0.1}).empty
