@@ -213,3 +213,36 @@ def test_gm_total_error_needs_the_whole_coarse_grid():
     rows = pd.DataFrame([{"dataset": "mnist", "eps_train": "0.4", "method": "ibp", "bound": "ibp", "eps": e, "verified_err": 10.0} for e in (0.1, 0.2, 0.4)])
     # 0.3 was not evaluated: a mean over a grid with a hole would be a different quantity.
     assert gm.total_errors(rows, {"mnist": 0.1}).empty
+
+
+# --- claims whose groups or cell counts are read off the paper tier's configuration ------------------
+
+
+def _groups(c: V.Claim) -> list:
+    return [g for side in ("left", "right") for g in (c.test[side] if isinstance(c.test[side], list) else [c.test[side]])]
+
+
+def test_config_read_claims_name_groups_the_paper_tier_builds():
+    """A claim that names step sizes (NODE Fig. 1) or ablation variants (GM Fig. 4) names ones the paper tier trains."""
+    cfg = load(ROOT / "config" / "config.yaml")
+    f4 = cfg["gm"]["fig4"]
+    known = {
+        "node_fig1": set(cfg["node"]["fig1"]["step_sizes"]),
+        "gm_fig4": {f"w={w}" for w in f4["weight_types"] + f4["decreasing_weights"]} | {f"N={n}" for n in f4["sizes"]},
+    }
+    checked = 0
+    for paper in ("node", "gm"):
+        for c in V.load_claims(paper):
+            if c.table in known:
+                assert set(_groups(c)) <= known[c.table], f"{c.id}: groups {set(_groups(c)) - known[c.table]} are not built at the paper tier"
+                checked += 1
+    assert checked >= 6
+
+
+def test_node_fig3_cifar_claim_counts_the_thresholds_above_the_texts_33():
+    """fig3-cifar10 keeps the `count` largest thresholds: exactly those above 33 (0-255 units) of the paper tier's grid."""
+    f3 = load(ROOT / "config" / "config.yaml")["node"]["fig3"]
+    hi, n = float(f3["max_threshold"]["cifar10"]), f3["n_thresholds"]
+    above = sum(255 * hi * i / (n - 1) > f3["text_threshold"] for i in range(n))
+    claim = next(c for c in V.load_claims("node") if c.id == "fig3-cifar10")
+    assert claim.test["largest"]["count"] == above
