@@ -221,7 +221,9 @@ def _plot_curves(df: pd.DataFrame, panels: list[tuple], outputs: dict[str, str],
     for ax, (name, sub, hue, *yl) in zip(axes.flat, panels):
         y, ylabel = yl if yl else ("verified_err", "verified error (%)")
         if len(sub):
-            sns.lineplot(data=sub, x="eps", y=y, hue=hue, style="bound", marker="o", ax=ax)
+            # One colour per method and one dash per bound across every panel of the figure.
+            order = {"hue_order": sorted(df[hue].dropna().unique()), "style_order": sorted(df["bound"].dropna().unique())}
+            sns.lineplot(data=sub, x="eps", y=y, hue=hue, style="bound", marker="o", ax=ax, **order)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("evaluation radius eps")
         ax.set_ylabel(ylabel)
