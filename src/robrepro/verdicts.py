@@ -144,7 +144,7 @@ def parse_claims(doc: dict[str, Any], paper: str) -> list[Claim]:
         if missing:
             errs.append(f"{where}: missing {', '.join(missing)}")
             continue
-        extra = set(c) - {"id", "claim", "where", "tiers", "test", "note"}
+        extra = set(c) - {"id", "claim", "where", "tiers", "test", "note", "quote"}
         if extra:
             errs.append(f"{where}: unknown keys {sorted(extra)}")
         if c["id"] in seen:

@@ -269,8 +269,8 @@ def fig1(paths: list[str], outputs: dict[str, str]) -> pd.DataFrame:
         h, e, src = d["labels"]["h"], d["per_eps"][0], d["provenance"]["data_source"]
         label = f"{d['attack'].upper()} (eps={d['eps_labels'][0]})"
         rows += [
-            {"h": h, "accuracy": 100 * d["clean_acc"], "curve": "clean", "data": src},
-            {"h": h, "accuracy": 100 * e["robust_acc"], "curve": label, "data": src},
+            {"h": h, "accuracy": 100 * d["clean_acc"], "curve": "clean", "n": d["n"], "data": src},
+            {"h": h, "accuracy": 100 * e["robust_acc"], "curve": label, "n": d["n"], "data": src},
         ]
     df = pd.DataFrame(rows).sort_values(["curve", "h"]).reset_index(drop=True)
     sns.set_theme(style="whitegrid")
