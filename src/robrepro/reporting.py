@@ -190,10 +190,12 @@ def readable_ticks(ax, nbins: int = 5) -> None:
         axis.set_major_formatter(fmt)
 
 
-def accuracy_axis(ax, label: str = ACCURACY_LABEL) -> None:
-    """Accuracy in % on the y axis, the unit of every table."""
+def accuracy_axis(ax, label: str = ACCURACY_LABEL, full: bool = True) -> None:
+    """Accuracy in % on the y axis, the unit of every table; ``full``: the whole 0-100 range (curves
+    that fall from clean accuracy), else fitted to the data (a scatter whose trend would vanish)."""
     ax.set_ylabel(label)
-    ax.set_ylim(-2, 102)
+    if full:
+        ax.set_ylim(-2, 102)
 
 
 def draw_published(ax, x, y, err=None, color: str = "black", label: str = "published") -> None:

@@ -254,8 +254,12 @@ def fig_landscape(paths: list[str], outputs: dict[str, str], bootstrap: int) -> 
                 f"{ds}: {len(sub)} minima\nSpearman {r['spearman']:.2f} [{r['spearman_lo']:.2f}, {r['spearman_hi']:.2f}], Kendall {r['kendall']:.2f}",
             )
             ax.set_xlabel("energy of the minimum (training loss, nats)")
+            if sub["energy"].min() > 0 and sub["energy"].max() > 20 * sub["energy"].min():
+                # A few high minima would squeeze all others into one column (Iris): log scale.
+                ax.set_xscale("log")
+                ax.set_xlabel("energy of the minimum (training loss, nats, log scale)")
             if "_acc@" in c:
-                R.accuracy_axis(ax, _axis_label(c))
+                R.accuracy_axis(ax, _axis_label(c), full=False)
             else:
                 ax.set_ylabel(_axis_label(c))
     fig.suptitle(R.figure_title("TRDNN: minima of the training loss, sensitivity and robustness", df, docs, published=False))
