@@ -17,8 +17,12 @@ EVERY = 15.0
 
 
 def progress(tag: str, message: str) -> None:
-    """One progress line ``[tag] message`` on stderr, flushed at once."""
-    print(f"[{tag}] {message}", file=sys.stderr, flush=True)
+    """One progress line ``[tag] message`` on stderr, flushed at once; through tqdm, so that a
+    training's step bar is cleared first and redrawn after instead of swallowing the line."""
+    from tqdm import tqdm
+
+    tqdm.write(f"[{tag}] {message}", file=sys.stderr)
+    sys.stderr.flush()
 
 
 class Ticker:
