@@ -40,6 +40,8 @@ import torch
 from . import data as D
 from . import models
 from .objectives import Progress, build_objective
+from .progress import epoch_summary
+from .progress import progress as log_progress
 from .results import atomic_path, provenance, write_result
 
 
@@ -354,6 +356,7 @@ def train(
                 history[-1][f"{select}_acc"] = acc
                 if acc >= best["acc"]:  # ties go to the later epoch
                     best = {"acc": acc, "epoch": epoch + 1, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            log_progress("train", f"{spec.get('run', '')} epoch {epoch + 1}/{epochs}: " + epoch_summary(history[-1]))
             checkpoint_now()
             if sig.signum:
                 bar.close()

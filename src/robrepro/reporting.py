@@ -139,10 +139,108 @@ def write_table(df: pd.DataFrame, outputs: dict[str, str], title: str, notes: li
     write_text_atomic(outputs["tex"], to_latex(df, title, notes))
 
 
+# --- figures: one house style for every paper ----------------------------------------------------
+
+# Print-sized type and a light grid; applied by :func:`new_figure` so that no paper copies it.
+STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "axes.grid": True,
+    "grid.color": "0.88",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+ACCURACY_LABEL = "accuracy (%)"
+NOTHING_PUBLISHED = "nothing published to compare with"
+# Published values are open black-edged diamonds with the tolerance as error bar, in every figure.
+PUBLISHED_STYLE = {"marker": "D", "mfc": "none", "ms": 6, "mew": 1.3, "ls": "none", "capsize": 3, "elinewidth": 1}
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, panel: tuple[float, float] = (4.2, 3.2), **kw):
+    """A figure of ``nrows`` x ``ncols`` panels (``axes`` always 2-D) in the house style.
+
+    Constrained layout, so that :func:`legend_outside` can put the legend beside the panels and
+    long tick labels push the panels apart instead of running into each other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(STYLE)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False, layout="constrained", **kw)
+    for ax in axes.flat:
+        readable_ticks(ax)
+    return fig, axes
+
+
+def readable_ticks(ax, nbins: int = 5) -> None:
+    """At most ``nbins`` ticks per axis, no offset text: labels that never touch at print size."""
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):
+        if axis.get_scale() != "linear":
+            continue
+        axis.set_major_locator(MaxNLocator(nbins=nbins))
+        fmt = ScalarFormatter(useOffset=False)
+        fmt.set_powerlimits((-3, 4))
+        axis.set_major_formatter(fmt)
+
+
+def accuracy_axis(ax, label: str = ACCURACY_LABEL, full: bool = True) -> None:
+    """Accuracy in % on the y axis, the unit of every table; ``full``: the whole 0-100 range (curves
+    that fall from clean accuracy), else fitted to the data (a scatter whose trend would vanish)."""
+    ax.set_ylabel(label)
+    if full:
+        ax.set_ylim(-2, 102)
+
+
+def draw_published(ax, x, y, err=None, color: str = "black", label: str = "published") -> None:
+    """The paper's values beside the reproduced ones, in the one published style (skipped when empty)."""
+    if len(y):
+        ax.errorbar(x, y, yerr=err, color=color, label=label, **PUBLISHED_STYLE)
+
+
+def legend_outside(fig, title: str | None = None) -> None:
+    """One legend for the whole figure, right of the panels (never over the data); the figure grows
+    by the legend's width so that the panels keep theirs. Entries of the same label in several
+    panels appear once."""
+    entries: dict[str, Any] = {}
+    for ax in fig.axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if not lab.startswith("_"):
+                entries.setdefault(lab, h)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if not entries:
+        return
+    from matplotlib.lines import Line2D
+
+    # Published markers take each curve's colour; their one legend entry is drawn in black.
+    style = {k: v for k, v in PUBLISHED_STYLE.items() if k not in ("capsize", "elinewidth")}
+    entries = {lab: Line2D([], [], color="black", **style) if lab.startswith("published") else h for lab, h in entries.items()}
+    leg = fig.legend(list(entries.values()), list(entries), loc="outside right center", title=title, frameon=False)
+    fig.canvas.draw()
+    width = leg.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi
+    fig.set_figwidth(fig.get_figwidth() + width)
+
+
+def figure_notes(fig, lines: list[str]) -> None:
+    """Settings and provenance printed under the panels, as the tables' notes."""
+    fig.text(0.0, 0.0, "\n".join(lines), fontsize=6, va="top", ha="left", wrap=True)
+
+
 def save_figure(fig, outputs: dict[str, str]) -> None:
+    """Write ``fig`` as PNG and PDF, then release it (a builder draws one figure per call)."""
+    import matplotlib.pyplot as plt
+
     for ext in ("png", "pdf"):
         with atomic_path(outputs[ext]) as tmp:
             fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+    plt.close(fig)
 
 
 def provenance_notes(docs: list[dict[str, Any]]) -> list[str]:
@@ -162,8 +260,11 @@ def provenance_notes(docs: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
-def figure_title(title: str, df: pd.DataFrame, docs: list[dict[str, Any]]) -> str:
-    """A figure title that says when the data are synthetic or the tier is smoke."""
+def figure_title(title: str, df: pd.DataFrame, docs: list[dict[str, Any]], published: bool | None = None) -> str:
+    """A figure title that says when the data are synthetic or the tier is smoke, and, with
+    ``published=False``, that the figure has no published value to compare with."""
+    if published is False:
+        title += f" ({NOTHING_PUBLISHED})"
     if data_label(df["data"]) != "real":
         title += "\n[SYNTHETIC DATA: not the paper's dataset]"
     if any("SMOKE" in n for n in provenance_notes(docs)):

@@ -19,19 +19,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..progress import Ticker
 from . import _BOX, register_attack
 from ._torchattacks import seed_from
 
 
 class _Counted(nn.Module):
-    """The model, counting its calls (each call queries every point of the batch once)."""
+    """The model, counting its calls (each call queries every point of the batch once) and
+    reporting them to the log: one batch's search can run for many minutes."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, steps: int):
         super().__init__()
         self.model, self.calls = model, 0
+        self.ticker = Ticker("boundary", None, "queries")
+        self.steps = steps
 
     def forward(self, x):
         self.calls += 1
+        self.ticker.update(note=f"{self.steps} steps of the Boundary Attack per batch")
         return self.model(x)
 
 
@@ -55,7 +60,7 @@ def boundary(
     import foolbox as fb
 
     lo, hi = _BOX.get()
-    counted = _Counted(model).eval()
+    counted = _Counted(model, steps).eval()
     fmodel = fb.PyTorchModel(counted, bounds=(lo, hi), device=x.device)
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.no_grad():

@@ -21,13 +21,13 @@ uniform noise at a list of radii).
 from __future__ import annotations
 
 import contextlib
-import sys
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..attacks import attack_mode, input_domain, make_attack, parse_eps, to_input
+from ..progress import Ticker, progress
 from . import JobContext, register_kind
 
 NORMS = (1, 2)
@@ -106,6 +106,7 @@ def growth_ratios(
     sums = {p: None for p in norms}
     counts = None
     correct = correct_adv = 0
+    ticker = Ticker("growth", -(-x.shape[0] // batch_size), "batches")
     with attack_mode(model), input_domain(*domain):
         for i in range(0, x.shape[0], batch_size):
             xb, yb = to_input(x[i : i + batch_size], device), y[i : i + batch_size].to(device)
@@ -122,6 +123,7 @@ def growth_ratios(
                 if p == norms[0]:
                     c = valid.sum(1).cpu()
                     counts = c if counts is None else counts + c
+            ticker.update()
     n = int(x.shape[0])
     per_group = []
     for gi in range(len(counts)):
@@ -167,7 +169,7 @@ def growth_job(ctx: JobContext) -> dict[str, Any]:
         norms=tuple(p.get("norms", NORMS)),
         domain=ctx.dataset.domain,
     )
-    print("[growth] " + "; ".join(f"group {r['group']}: L1 {r['L1']:.3f} L2 {r['L2']:.3f}" for r in out["per_group"]), file=sys.stderr)
+    progress("growth", "; ".join(f"group {r['group']}: L1 {r['L1']:.3f} L2 {r['L2']:.3f}" for r in out["per_group"]))
     return {"attack": p["attack"], "eps": parse_eps(p["eps"]), "eps_label": str(p["eps"]), **out}
 
 
@@ -176,17 +178,20 @@ def ball_job(ctx: JobContext) -> dict[str, Any]:
     """``params``: radii (list), copies, batch_size. Accuracy under uniform noise at each radius."""
     p = ctx.params
     x, y = ctx.test
-    rows = [
-        {
-            **ball_accuracy(ctx.model, x, y, parse_eps(r), copies=p["copies"], batch_size=p["batch_size"], device=ctx.device, seed=ctx.spec["seed"]),
-            "label": str(r),
-        }
-        for r in p["radii"]
-    ]
+    ticker = Ticker("ball", len(p["radii"]), "radii")
+    rows = []
+    for r in p["radii"]:
+        rows.append(
+            {
+                **ball_accuracy(ctx.model, x, y, parse_eps(r), copies=p["copies"], batch_size=p["batch_size"], device=ctx.device, seed=ctx.spec["seed"]),
+                "label": str(r),
+            }
+        )
+        ticker.update(note=f"r={r}: {rows[-1]['ball_acc']:.3f}")
     with torch.no_grad(), attack_mode(ctx.model):
         correct = sum(
             (ctx.model(to_input(x[i : i + p["batch_size"]], ctx.device)).argmax(1).cpu() == y[i : i + p["batch_size"]]).sum().item()
             for i in range(0, len(x), p["batch_size"])
         )
-    print("[ball] " + ", ".join(f"r={r['label']}: {r['ball_acc']:.3f}" for r in rows), file=sys.stderr)
+    progress("ball", ", ".join(f"r={r['label']}: {r['ball_acc']:.3f}" for r in rows))
     return {"clean_acc": correct / max(1, len(x)), "n": int(len(x)), "per_radius": rows}

@@ -12,7 +12,6 @@ images (28 -> 7 with pool 4, values stay in [0, 1]) and ``train_limit`` / ``test
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 
 from .. import landscape as L
 from ..attacks import make_attack, robust_accuracy, to_input
+from ..progress import Ticker, progress
 from . import JobContext, register_kind
 from .sensitivity import log_volume, summarize
 
@@ -68,11 +68,12 @@ def landscape_job(ctx: JobContext) -> dict[str, Any]:
     energy = L.MLPEnergy(xtr.numpy(), ytr.numpy(), p["hidden"], ctx.dataset.num_classes, weight_decay=p["weight_decay"])
     cfg = L.SearchConfig(**p["search"])
     state_path = ctx.partial or (ctx.out + ".search.json")
-    state = L.run_search(energy, cfg, state_path, log=lambda m: print(f"[landscape] {m}", file=sys.stderr))
+    state = L.run_search(energy, cfg, state_path, log=lambda m: progress("landscape", m))
     t_search = time.perf_counter() - t0
     db = L.database_of(state)
     data32 = {s: (x.float(), y) for s, (x, y) in data.items()}
     rows = []
+    ticker = Ticker("landscape", len(db.minima), "minima evaluated")
     for i, m in enumerate(db.minima):
         w = np.asarray(m.params)
         rows.append(
@@ -85,7 +86,8 @@ def landscape_job(ctx: JobContext) -> dict[str, Any]:
                 **evaluate_minimum(energy, w, data32, p, ctx.dataset.domain, ctx.spec["seed"]),
             }
         )
-    print(f"[landscape] {len(rows)} minima; search {t_search:.1f} s, evaluation {time.perf_counter() - t0 - t_search:.1f} s", file=sys.stderr)
+        ticker.update()
+    progress("landscape", f"{len(rows)} minima; search {t_search:.1f} s, evaluation {time.perf_counter() - t0 - t_search:.1f} s")
     return {
         "n_params": energy.n_params,
         "n_train": len(ytr),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch import nn
 
 from ..attacks import attack_mode, input_domain, registry, to_input
 from ..models.ode_twin import count_nfe
+from ..progress import Ticker
 from ..results import atomic_path
 from . import JobContext, register_kind
 
@@ -52,8 +52,6 @@ def min_norm_distances(
     partial state lives (deleted by the caller once the result is written); a state written under
     another ``key`` is ignored.
     """
-    from tqdm.auto import tqdm
-
     n = x.shape[0]
     n_batches = (n + batch_size - 1) // batch_size
     dist = torch.full((n,), float("nan"))
@@ -65,9 +63,8 @@ def min_norm_distances(
         if st.get("key") == key and st["distance"].shape[0] == n:
             dist, queries, done = st["distance"], st["queries"], int(st["done"])
     resumed = done
-    bar = tqdm(
-        total=n_batches, initial=done, disable=not progress_bar, desc="min-norm attack", file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0
-    )
+    # A line per batch: each is a long decision-based search (the attack reports its queries meanwhile).
+    ticker = Ticker("min-norm", n_batches - done, "batches", every=0.0, enabled=progress_bar)
     with attack_mode(model), input_domain(*domain):
         for b in range(done, n_batches):
             sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
@@ -77,10 +74,9 @@ def min_norm_distances(
             if state:
                 with atomic_path(state) as tmp:
                     torch.save({"key": key, "distance": dist, "queries": queries, "done": b + 1}, tmp)
-            bar.update(1)
+            ticker.update(note=f"batch {b + 1}/{n_batches}, median distance {float(out['distance'].float().median()):.4g}")
             if on_batch:
                 on_batch(b)
-    bar.close()
     return {"distance": dist, "queries": queries, "batches_resumed": resumed}
 
 

@@ -12,7 +12,6 @@ many predictions flip and the largest logit change. Tables put the flip rate in 
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import torch
@@ -20,6 +19,7 @@ from torch import nn
 
 from ..attacks import attack_mode, make_attack, predict, registry, robust_accuracy, to_input
 from ..models.odenet import forward_nfe
+from ..progress import Ticker, progress
 from . import JobContext, register_kind
 
 
@@ -73,6 +73,9 @@ def attack_job(ctx: JobContext) -> dict[str, Any]:
     model, (x, y) = ctx.model, ctx.test
     with CallCounter(model) as clean:
         predict(model, x, p["batch_size"], ctx.device)
+    # Upper bound: every radius attacks at most every point (only the clean-correct ones in fact).
+    n_radii = sum(1 for e in p["eps"] if float(e) > 0)
+    ticker = Ticker("attack", n_radii * -(-len(y) // p["batch_size"]), "batches", bound=True)
     with CallCounter(model) as during:
         res = robust_accuracy(
             model,
@@ -85,6 +88,7 @@ def attack_job(ctx: JobContext) -> dict[str, Any]:
             seed=ctx.spec["seed"],
             independent=p.get("independent", True),
             domain=ctx.dataset.domain,
+            on_batch=ticker.update,
         )
     is_ode = forward_nfe(model) is not None
     cost = {
@@ -94,9 +98,6 @@ def attack_job(ctx: JobContext) -> dict[str, Any]:
         "attack_nfe_total": (sum(during.nfe_grad) + sum(during.nfe_plain)) if is_ode else None,
     }
     dep = batch_dependence(model, x[: p.get("batch_check", 0)], p["batch_size"], ctx.device) if is_ode and p.get("batch_check", 0) else None
-    print(
-        "[attack] " + ", ".join(f"eps={e['eps']:.4g}: {e['robust_acc_cumulative']:.3f}" for e in res["per_eps"]) + f" (clean {res['clean_acc']:.3f})",
-        file=sys.stderr,
-    )
+    progress("attack", ", ".join(f"eps={e['eps']:.4g}: {e['robust_acc_cumulative']:.3f}" for e in res["per_eps"]) + f" (clean {res['clean_acc']:.3f})")
     threat = registry()[p["attack"]["name"]].threat
     return {"attack": p["attack"]["name"], "threat": threat, "eps_labels": p["eps_labels"], **res, "cost": cost, "batch_dependence": dep}

@@ -23,6 +23,7 @@ from torch import nn
 
 from .. import bounds
 from ..attacks import attack_mode, to_input
+from ..progress import Ticker, progress
 from . import JobContext, register_kind
 
 SPACES = ("logits", "probs")
@@ -141,10 +142,12 @@ def verified_accuracy(
 ) -> list[float]:
     """Fraction of test points whose every margin is certified positive over the eps-box, per eps."""
     ok = torch.zeros(len(eps_grid))
+    ticker = Ticker("verify", -(-len(y) // batch_size), "batches")
     with attack_mode(model):
         for i in range(0, len(y), batch_size):
             xb, yb = to_input(x[i : i + batch_size], device), y[i : i + batch_size].to(device)
             ok += bounds.verified_radii(model, xb, yb, eps_grid, method=method, domain=domain).sum(1).float().cpu()
+            ticker.update()
     return (ok / max(1, len(y))).tolist()
 
 
@@ -157,15 +160,15 @@ def sensitivity_job(ctx: JobContext) -> dict[str, Any]:
     (``{"points": P, "per_point": N}``: N sampled outputs for each of the first P test points must
     lie in their boxes at the largest eps, else the job fails), ``batch_size``.
     """
-    import sys
-
     p = ctx.params
     model, (x, y) = ctx.model, ctx.test
     domain = ctx.dataset.domain
     out: dict[str, Any] = {"n": len(y), "domain": list(domain)}
-    out["sensitivity"] = {
-        s: sensitivity(model, x, p["eps"], space=s, method=p["method"], domain=domain, batch_size=p["batch_size"], device=ctx.device) for s in p["spaces"]
-    }
+    out["sensitivity"] = {}
+    for s in p["spaces"]:
+        t0 = time.perf_counter()
+        out["sensitivity"][s] = sensitivity(model, x, p["eps"], space=s, method=p["method"], domain=domain, batch_size=p["batch_size"], device=ctx.device)
+        progress("sensitivity", f"{s}: {len(p['eps'])} radii, {len(y)} points, {time.perf_counter() - t0:.0f} s")
     t0 = time.perf_counter()
     acc = verified_accuracy(model, x, y, p["verify_eps"], method=p["verify_method"], domain=domain, batch_size=p["batch_size"], device=ctx.device)
     out["verified"] = {"method": p["verify_method"], "per_eps": [{"eps": e, "verified_acc": a} for e, a in zip(p["verify_eps"], acc)]}
@@ -181,9 +184,7 @@ def sensitivity_job(ctx: JobContext) -> dict[str, Any]:
         if bad:
             raise AssertionError(f"unsound output box: sampled outputs outside it {bad}")
         out["containment"] = checks
-    print(
-        "[sensitivity] "
-        + ", ".join(f"{s} eps={e['eps']:.4g}: mean log S {e['mean_log_volume']:.3f}" for s, r in out["sensitivity"].items() for e in r["per_eps"]),
-        file=sys.stderr,
+    progress(
+        "sensitivity", ", ".join(f"{s} eps={e['eps']:.4g}: mean log S {e['mean_log_volume']:.3f}" for s, r in out["sensitivity"].items() for e in r["per_eps"])
     )
     return out

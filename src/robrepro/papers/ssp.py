@@ -216,12 +216,8 @@ def accuracy_table(paths: list[str], outputs: dict[str, str], title: str, notes:
 
 
 def fig_pgr(paths: list[str], outputs: dict[str, str], notes: list[str]) -> pd.DataFrame:
-    """Growth ratio per group, one panel per norm and (N, K), lines per block type; read-off published group-3 values as open markers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Growth ratio per group, one panel per norm and (N, K), lines per block type; the published
+    group-3 values (read off the authors' plot) as open diamonds wherever the (N, K) was published."""
     docs = R.load_all(paths, "growth")
     rows = []
     for d in docs:
@@ -242,7 +238,7 @@ def fig_pgr(paths: list[str], outputs: dict[str, str], notes: list[str]) -> pd.D
     df = pd.DataFrame(rows)
     df = R.join_published(df, "ssp", "fig_pgr", "pgr", "reproduced").sort_values(["norm", "N", "K", "block", "group"]).reset_index(drop=True)
     panels = sorted({(n, k) for n, k in zip(df["N"], df["K"])})
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.2 * len(panels), 5.6), squeeze=False, sharex=True)
+    fig, axes = R.new_figure(2, len(panels), panel=(4.0, 2.8), sharex=True)
     colors = dict(zip(BLOCK_NAMES, ("tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple")))
     for i, norm in enumerate(("L1", "L2")):
         for j, (n, k) in enumerate(panels):
@@ -250,20 +246,25 @@ def fig_pgr(paths: list[str], outputs: dict[str, str], notes: list[str]) -> pd.D
             sub = df[(df["norm"] == norm) & (df["N"] == n) & (df["K"] == k)]
             for block, part in sub.groupby("block", sort=False):
                 part = part.sort_values("group")
-                ax.plot(part["group"], part["reproduced"], marker="o", color=colors.get(block), label=BLOCK_NAMES.get(block, block))
+                ax.plot(part["group"], part["reproduced"], marker="o", color=colors.get(block), label=f"{BLOCK_NAMES.get(block, block)} (reproduced)")
                 pub = part.dropna(subset=["published"])
-                ax.errorbar(pub["group"] + 0.08, pub["published"], yerr=pub["tolerance"], fmt="D", mfc="none", color=colors.get(block), capsize=2)
-            ax.set_title(f"{norm}, (N, K) = ({n}, {k})", fontsize=8)
+                R.draw_published(
+                    ax, pub["group"] + 0.08, pub["published"], pub["tolerance"], color=colors.get(block), label="published, group 3 (read off the plot)"
+                )
+            ax.set_title(f"{norm} norm, (N, K) = ({n}, {k})")
             ax.set_xticks(sorted(df["group"].unique()))
+            ax.margins(x=0.12)  # room for the published diamonds drawn just right of group 3
             if j == 0:
-                ax.set_ylabel("growth ratio")
+                ax.set_ylabel(f"growth ratio ({norm} norm, no unit)")
             if i == 1:
                 ax.set_xlabel("block group")
-    axes[0][0].legend(fontsize=7)
+    R.legend_outside(fig)
     # The settings travel with the figure itself, as the tables' notes do.
-    fig.text(0.01, -0.02, "\n".join(R.provenance_notes(docs) + notes), fontsize=6, va="top", wrap=True)
-    fig.suptitle(R.figure_title("SSP Fig. (PGR): perturbation growth ratio; open diamonds: published group 3 (read off the plot)", df, docs), fontsize=9)
+    has_pub = bool(df["published"].notna().any())
+    published = sorted({(int(r.key["N"]), int(r.key["K"])) for r in R.published("ssp").itertuples() if r.item == "fig_pgr"})
+    extra = [] if has_pub else [f"Published group-3 values exist only for (N, K) in {published}; none at the (N, K) of this figure."]
+    fig.suptitle(R.figure_title("SSP Fig. (PGR): perturbation growth ratio per block group", df, docs, published=None if has_pub else False))
+    R.figure_notes(fig, R.provenance_notes(docs) + notes + extra)
     R.save_figure(fig, outputs)
-    plt.close(fig)
     R.write_figure_data(df, outputs)
     return df

@@ -204,13 +204,24 @@ def table_baselines(paths: list[str], outputs: dict[str, str], method_of: dict[s
     return df
 
 
+def _axis_label(col: str) -> str:
+    """Words and units for a column of the minima database (``mean_log_volume_logits``, ``pgd_acc@0.1``...)."""
+    if col.startswith("mean_log_volume_"):
+        return f"log-sensitivity (natural log):\nmean log-volume of the IBP {col.removeprefix('mean_log_volume_')} box"
+    if "_acc@" in col:
+        attack, eps = col.split("_acc@")
+        return f"{attack.upper()} accuracy at eps {eps} (%)"
+    if col == "test_err":
+        return "test error (%)"
+    return col
+
+
+# Fractions in the minima database; the figure shows them in %, the unit of every table.
+PERCENT_COLUMNS = ("_acc@", "test_err", "train_err")
+
+
 def fig_landscape(paths: list[str], outputs: dict[str, str], bootstrap: int) -> pd.DataFrame:
     """Per dataset: energy vs mean log-sensitivity and vs PGD accuracy of every minimum, with rank correlations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from ..landscape import rank_correlations
 
     docs = R.load_all(paths, "landscape")
@@ -220,6 +231,9 @@ def fig_landscape(paths: list[str], outputs: dict[str, str], bootstrap: int) -> 
         for m in d["minima"]:
             rows.append({"dataset": ds, "data": d["provenance"]["data_source"], **m})
     df = pd.DataFrame(rows)
+    for c in df.columns:
+        if any(k in c for k in PERCENT_COLUMNS):
+            df[c] = 100 * df[c]
     panels = []
     for d in docs:
         ds = d["labels"]["dataset"]
@@ -230,22 +244,26 @@ def fig_landscape(paths: list[str], outputs: dict[str, str], bootstrap: int) -> 
             stats.append({"dataset": ds, "against": c, **r})
         panels.append((ds, sub, [c for c in cols if c.startswith("mean_log_volume_logits")] + [c for c in cols if c.startswith("pgd_acc@")][-1:]))
     st = pd.DataFrame(stats)
-    fig, axes = plt.subplots(len(panels), 2, figsize=(9, 3.4 * max(1, len(panels))), squeeze=False)
+    fig, axes = R.new_figure(max(1, len(panels)), 2, panel=(4.6, 3.4))
     for i, (ds, sub, cols) in enumerate(panels):
         for j, c in enumerate(cols[:2]):
             ax = axes[i][j]
             ax.scatter(sub["energy"], sub[c], s=10, alpha=0.7)
             r = st[(st.dataset == ds) & (st.against == c)].iloc[0]
             ax.set_title(
-                f"{ds}: {len(sub)} minima; Spearman {r['spearman']:.2f} [{r['spearman_lo']:.2f}, {r['spearman_hi']:.2f}], Kendall {r['kendall']:.2f}",
-                fontsize=8,
+                f"{ds}: {len(sub)} minima\nSpearman {r['spearman']:.2f} [{r['spearman_lo']:.2f}, {r['spearman_hi']:.2f}], Kendall {r['kendall']:.2f}",
             )
-            ax.set_xlabel("energy (training loss) of the minimum")
-            ax.set_ylabel(c)
-    fig.suptitle(R.figure_title("TRDNN: minima of the training loss, sensitivity and robustness", df, docs), fontsize=9)
-    fig.tight_layout()
+            ax.set_xlabel("energy of the minimum (training loss, nats)")
+            if sub["energy"].min() > 0 and sub["energy"].max() > 20 * sub["energy"].min():
+                # A few high minima would squeeze all others into one column (Iris): log scale.
+                ax.set_xscale("log")
+                ax.set_xlabel("energy of the minimum (training loss, nats, log scale)")
+            if "_acc@" in c:
+                R.accuracy_axis(ax, _axis_label(c), full=False)
+            else:
+                ax.set_ylabel(_axis_label(c))
+    fig.suptitle(R.figure_title("TRDNN: minima of the training loss, sensitivity and robustness", df, docs, published=False))
     R.save_figure(fig, outputs)
-    plt.close(fig)
     # The figure's data file holds the minima and, below them, the coefficients (one CSV).
     st["data"] = df["data"].iloc[0] if len(df) else "real"
     out = pd.concat([df.assign(table="minima"), st.assign(table="rank_correlations")], ignore_index=True)
