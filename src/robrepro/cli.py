@@ -83,6 +83,24 @@ def cmd_validate(a) -> None:
     print(f"valid ({cfg['tier']} tier)")
 
 
+def cmd_cost(a) -> None:
+    from . import cost, runtimes
+    from .plan import Plan
+
+    plan = Plan(cost.load_config(a.configfile, tier=a.tier, papers=a.paper, config_dir=a.config_dir))
+    outputs = runtimes.outputs(a.out_dir or plan.paths.root)
+    if a.from_csv:
+        result = {"rows": cost.read_rows(a.from_csv)}
+    else:
+        result = cost.estimate(plan, device=a.device, budget=a.budget, threads=a.threads, match=a.match, log=lambda m: print(m, file=sys.stderr))
+        print(cost.write_outputs(plan, result, outputs, safety=a.safety))
+    if a.check:
+        cmp = cost.compare(plan, result["rows"], a.check)
+        for p in cmp["pairs"]:
+            print(f"{p['key']}: predicted {p['predicted']:.1f} s, measured {p['measured']:.1f} s, ratio {p['ratio']:.2f}")
+        print(f"within 2x: {cmp['within_2x']} of {cmp['n']} jobs ({cmp['fraction']:.0%})")
+
+
 def main(argv=None) -> None:
     import robrepro  # noqa: F401  (the torchvision shim must run before any torchvision import)
 
@@ -129,6 +147,21 @@ def main(argv=None) -> None:
     s.add_argument("files", nargs="+")
     s.add_argument("--config-dir", default=None, help="folder holding papers/<paper>[.<tier>].yaml (default: the first file's folder)")
     s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("cost", help="time a few steps of every distinct job of a tier here; predict every job's time and memory")
+    s.add_argument("configfile", nargs="*", default=["config/config.yaml"], help="configuration files, merged left to right")
+    s.add_argument("--tier", default=None, help="tier to cost (default: the configuration's)")
+    s.add_argument("--paper", action="append", help="cost only this paper (repeatable)")
+    s.add_argument("--match", default=None, help="cost only the jobs whose key (e.g. eval/ssp/<run>/attack/pgd) this regex finds")
+    s.add_argument("--config-dir", default=None, help="folder holding papers/<paper>[.<tier>].yaml (default: the first file's folder)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=None, help="torch threads of every timing (default: each job's resources.<kind>.threads)")
+    s.add_argument("--budget", type=float, default=2.0, help="seconds of the longest timing run of a job")
+    s.add_argument("--safety", type=float, default=3.0, help="time limits = predicted time x this (runtimes.json)")
+    s.add_argument("--out-dir", default=None, help="where to write jobs.csv, cost.md, runtimes.json (default: results/<tier>/cost)")
+    s.add_argument("--check", default=None, metavar="DIR", help="compare with the benchmark files of a finished run under DIR")
+    s.add_argument("--from-csv", default=None, metavar="JOBS_CSV", help="time nothing: compare the predictions of an earlier jobs.csv (with --check)")
+    s.set_defaults(func=cmd_cost)
 
     a = p.parse_args(argv)
     a.func(a)
