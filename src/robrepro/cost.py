@@ -206,13 +206,15 @@ class Job:
 
 
 def jobs_of(plan) -> list[Job]:
-    """Every training and evaluation job of the plan's active papers."""
-    active = set(plan.active_papers())
-    out = [Job(R.job_key(p, r), p, "train", r, None, s, None) for (p, r), s in plan.runs.items() if p in active]
-    for (p, r, k, n), s in plan.jobs.items():
-        if p in active:
-            out.append(Job(R.job_key(p, r, k, n), p, k, r, n, s, plan.runs.get((p, r))))
-    return out
+    """Every training and evaluation job that the active papers' tables and figures need (a paper's
+    configuration may declare runs that no enabled target reads: they never run)."""
+    needed: set[str] = set()
+    for t in plan.targets.values():
+        if t.paper in plan.active_papers():
+            needed |= target_jobs(plan, t)
+    out = [Job(R.job_key(p, r), p, "train", r, None, s, None) for (p, r), s in plan.runs.items()]
+    out += [Job(R.job_key(p, r, k, n), p, k, r, n, s, plan.runs.get((p, r))) for (p, r, k, n), s in plan.jobs.items()]
+    return [j for j in out if j.key in needed]
 
 
 def _timing_data(d: dict[str, Any]) -> dict[str, Any]:
