@@ -101,6 +101,27 @@ def cmd_cost(a) -> None:
         print(f"within 2x: {cmp['within_2x']} of {cmp['n']} jobs ({cmp['fraction']:.0%})")
 
 
+def cmd_selfcheck(a) -> None:
+    from . import cost
+    from .plan import Plan
+    from .selfcheck import selfcheck
+
+    t0 = time.perf_counter()
+    plan = Plan(cost.load_config(a.configfile, tier=a.tier, config_dir=a.config_dir))
+    steps = selfcheck(plan, device=a.device, reference=a.reference, step_limit=a.step_limit, only=a.only, log=lambda m: print(m, flush=True))
+    failed = [s for s in steps if s.status == "FAIL"]
+    print(
+        f"[selfcheck] {len(steps) - len(failed)} of {len(steps)} steps passed "
+        f"({sum(s.status == 'skipped' for s in steps)} skipped) in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
+    if a.cost_limit > 0:
+        paper = Plan(cost.load_config(a.configfile, tier="paper", config_dir=a.config_dir))
+        result = cost.estimate(paper, device=a.device, budget=a.cost_budget, match=a.cost_match, deadline=a.cost_limit, log=lambda m: print(m, flush=True))
+        print(cost.summary(paper, result), flush=True)
+    sys.exit(1 if failed else 0)
+
+
 def main(argv=None) -> None:
     import robrepro  # noqa: F401  (the torchvision shim must run before any torchvision import)
 
@@ -162,6 +183,19 @@ def main(argv=None) -> None:
     s.add_argument("--check", default=None, metavar="DIR", help="compare with the benchmark files of a finished run under DIR")
     s.add_argument("--from-csv", default=None, metavar="JOBS_CSV", help="time nothing: compare the predictions of an earlier jobs.csv (with --check)")
     s.set_defaults(func=cmd_cost)
+
+    s = sub.add_parser("selfcheck", help="every job kind for a few steps on the GPU and the CPU, compared; then the paper tier's cost table")
+    s.add_argument("configfile", nargs="*", default=["config/config.yaml"], help="configuration files, merged left to right")
+    s.add_argument("--tier", default="paper", help="tier whose job kinds, models and objectives are checked")
+    s.add_argument("--config-dir", default=None, help="folder holding papers/<paper>[.<tier>].yaml (default: the first file's folder)")
+    s.add_argument("--device", default="auto", help="device under test (auto: CUDA when present)")
+    s.add_argument("--reference", default="cpu", help="device it is compared with")
+    s.add_argument("--step-limit", type=float, default=60.0, help="seconds each step may take")
+    s.add_argument("--only", default=None, help="run only the steps whose name this regex finds")
+    s.add_argument("--cost-limit", type=float, default=300.0, help="seconds for the paper tier's cost table (0: none)")
+    s.add_argument("--cost-budget", type=float, default=0.25, help="seconds of the longest timing run of a job in the cost table")
+    s.add_argument("--cost-match", default=None, help="cost only the jobs whose key this regex finds")
+    s.set_defaults(func=cmd_selfcheck)
 
     a = p.parse_args(argv)
     a.func(a)

@@ -310,6 +310,8 @@ class _Timing:
                     device=str(self.device),
                     progress_bar=False,
                 )
+            # The engine's deterministic mode stays on after it: evaluation jobs run without it.
+            torch.use_deterministic_algorithms(False)
             return Point(n, m.seconds, m.mem_mb)
 
         points = ramp(measure, min(bs, 8), epochs * n_train, self.budget)
@@ -395,16 +397,25 @@ def load_config(files: list[str], *, tier: str | None = None, papers: list[str] 
 
 
 def estimate(
-    plan, *, device: str = "auto", budget: float = DEFAULT_BUDGET_S, threads: int | None = None, match: str | None = None, log: Callable[[str], None] = print
+    plan,
+    *,
+    device: str = "auto",
+    budget: float = DEFAULT_BUDGET_S,
+    threads: int | None = None,
+    match: str | None = None,
+    deadline: float | None = None,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Predicted seconds and memory of every job of ``plan``; each distinct job timed once.
 
     Returns ``{"device", "startup_s", "rows": [...]}``; a row per job: key, paper, kind, run, name,
     seconds (process start included), mem_mb, timed_as (the job whose timing it shares), error.
-    ``match``: a regular expression; only jobs whose key it finds are costed.
+    ``match``: a regular expression; only jobs whose key it finds are costed. ``deadline``: seconds
+    after which no further job is timed (those left are reported as not timed).
     A job that fails to time is reported with its error and no seconds, and does not stop the rest.
     """
     resources = plan.config["resources"]
+    started = time.perf_counter()
     start_s, start_mb = startup()
     jobs = [j for j in jobs_of(plan) if not match or re.search(match, j.key)]
     done: dict[str, tuple[Job, Estimate]] = {}
@@ -418,6 +429,8 @@ def estimate(
                 torch.set_num_threads(threads or resources.get(kind_res, resources["attack"])["threads"])
                 t0 = time.perf_counter()
                 try:
+                    if deadline is not None and t0 - started > deadline:
+                        raise TimeoutError(f"not timed: the cost model's time limit of {deadline:.0f} s ran out")
                     est = timing.train(job.spec) if job.kind == "train" else timing.evaluation(job)
                 except Exception as err:  # noqa: BLE001  (one job's failure must not hide the others' costs)
                     est = Estimate(math.nan, None, error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
@@ -490,9 +503,13 @@ def summary(plan, result: dict[str, Any]) -> str:
         if t.paper in plan.active_papers():
             needed = target_jobs(plan, t)
             lines.append(f"| {t.name} | {len(needed)} | {_hours([by_key[k] for k in needed if k in by_key]):.2f} |")
-    failed = [r for r in rows if r["error"]]
+    failed: dict[str, list[str]] = {}
+    for r in rows:
+        if r["error"]:
+            failed.setdefault(r["error"], []).append(r["key"])
     if failed:
-        lines += ["", "Jobs that could not be timed (not in the sums):", ""] + [f"- {r['key']}: {r['error']}" for r in failed]
+        lines += ["", "Jobs that could not be timed (not in the sums):", ""]
+        lines += [f"- {err}: {', '.join(keys[:5])}" + (f" and {len(keys) - 5} more" if len(keys) > 5 else "") for err, keys in failed.items()]
     return "\n".join(lines) + "\n"
 
 
