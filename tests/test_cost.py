@@ -43,6 +43,9 @@ def test_ramp_doubles_until_the_budget_or_the_full_size():
     seen.clear()
     cost.ramp(measure, 4, 12, budget=100.0)
     assert seen == [4, 8, 12]  # capped at the job's size
+    seen.clear()
+    pts = cost.ramp(measure, 64, 1000, budget=1.0)  # 6.4 s at once: the second point is one unit
+    assert seen == [64, 1] and [p.n for p in pts] == [1, 64]
 
 
 def test_runtimes_file_sets_limits_with_safety_and_floor(tmp_path):

@@ -83,13 +83,16 @@ def fit(points: list[Point], full: int) -> float:
 
 def ramp(measure: Callable[[int], Point], start: int, full: int, budget: float, cap: int | None = None) -> list[Point]:
     """Time ``measure(n)`` for n = start, 2 start, ... until a run takes ``budget`` seconds or n
-    reaches ``full`` (or ``cap``). Two points at least (the fit separates fixed from per-unit cost),
-    unless the first alone took five budgets."""
+    reaches ``full`` (or ``cap``). Two points at least (the fit separates fixed from per-unit cost);
+    when the first alone takes five budgets, the second is one unit, not twice as many."""
     top = min(full, cap or full)
     n, points = max(1, min(start, top)), []
     while True:
         points.append(measure(n))
         t = points[-1].seconds
+        if len(points) == 1 and t >= 5 * budget and n > 1:
+            # Slow from the start: one unit tells a fixed cost (setup) from a cost per unit.
+            return [measure(1), *points]
         if n >= top or (t >= budget and len(points) >= 2) or t >= 5 * budget:
             return points
         n = min(2 * n, top)

@@ -26,6 +26,7 @@ needs a package that is missing (foolbox's boundary attack, say) is reported as 
 from __future__ import annotations
 
 import copy
+import importlib.machinery
 import json
 import math
 import signal
@@ -104,6 +105,9 @@ def _missing_optional_packages() -> None:
         auto.tqdm = Silent
         root = types.ModuleType("tqdm")
         root.auto, root.tqdm = auto, Silent
+        # Real specs: code that asks importlib about installed modules must not trip over the stand-in.
+        root.__spec__ = importlib.machinery.ModuleSpec("tqdm", None, is_package=True)
+        auto.__spec__ = importlib.machinery.ModuleSpec("tqdm.auto", None)
         sys.modules.setdefault("tqdm", root)
         sys.modules.setdefault("tqdm.auto", auto)
 
