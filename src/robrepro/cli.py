@@ -92,7 +92,9 @@ def cmd_cost(a) -> None:
     if a.from_csv:
         result = {"rows": cost.read_rows(a.from_csv)}
     else:
-        result = cost.estimate(plan, device=a.device, budget=a.budget, threads=a.threads, match=a.match, log=lambda m: print(m, file=sys.stderr))
+        result = cost.estimate(
+            plan, device=a.device, budget=a.budget, threads=a.threads, match=a.match, deadline=a.time_limit, log=lambda m: print(m, file=sys.stderr)
+        )
         print(cost.write_outputs(plan, result, outputs, safety=a.safety))
     if a.check:
         cmp = cost.compare(plan, result["rows"], a.check)
@@ -178,6 +180,7 @@ def main(argv=None) -> None:
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=None, help="torch threads of every timing (default: each job's resources.<kind>.threads)")
     s.add_argument("--budget", type=float, default=2.0, help="seconds of the longest timing run of a job")
+    s.add_argument("--time-limit", type=float, default=None, help="seconds after which no further job is timed (those left are listed)")
     s.add_argument("--safety", type=float, default=3.0, help="time limits = predicted time x this (runtimes.json)")
     s.add_argument("--out-dir", default=None, help="where to write jobs.csv, cost.md, runtimes.json (default: results/<tier>/cost)")
     s.add_argument("--check", default=None, metavar="DIR", help="compare with the benchmark files of a finished run under DIR")
