@@ -97,7 +97,7 @@ def cmd_cost(a) -> None:
         )
         print(cost.write_outputs(plan, result, outputs, safety=a.safety))
     if a.check:
-        cmp = cost.compare(plan, result["rows"], a.check)
+        cmp = cost.compare(plan, result["rows"], a.check, column=a.check_column)
         for p in cmp["pairs"]:
             print(f"{p['key']}: predicted {p['predicted']:.1f} s, measured {p['measured']:.1f} s, ratio {p['ratio']:.2f}")
         print(f"within 2x: {cmp['within_2x']} of {cmp['n']} jobs ({cmp['fraction']:.0%})")
@@ -184,6 +184,7 @@ def main(argv=None) -> None:
     s.add_argument("--safety", type=float, default=3.0, help="time limits = predicted time x this (runtimes.json)")
     s.add_argument("--out-dir", default=None, help="where to write jobs.csv, cost.md, runtimes.json (default: results/<tier>/cost)")
     s.add_argument("--check", default=None, metavar="DIR", help="compare with the benchmark files of a finished run under DIR")
+    s.add_argument("--check-column", default="s", help="benchmark column compared: s (wall time) or cpu_time")
     s.add_argument("--from-csv", default=None, metavar="JOBS_CSV", help="time nothing: compare the predictions of an earlier jobs.csv (with --check)")
     s.set_defaults(func=cmd_cost)
 

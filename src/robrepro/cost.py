@@ -31,6 +31,7 @@ import math
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -110,8 +111,13 @@ def _rss_mb() -> float | None:
 
 
 class Meter:
-    """Wall time of a block (the device synchronised at both ends, so queued CUDA work is counted)
-    and the peak memory it added: the CUDA allocator's peak, or the resident set sampled on CPU."""
+    """Time of a block and the peak memory it added.
+
+    On CUDA: wall time, the device synchronised at both ends (queued kernels are counted), and the
+    allocator's peak. On CPU: the process's CPU time divided by torch's threads, which is the wall
+    time of an idle machine for a job that keeps its threads busy, and which a machine shared with
+    other work does not inflate as it inflates wall time; and the resident set, sampled.
+    """
 
     def __init__(self, device):
         self.device = torch.device(device)
@@ -119,7 +125,7 @@ class Meter:
         self.seconds, self.mem_mb = 0.0, None
 
     def _sample(self):
-        while not self._stop.wait(0.01):
+        while not self._stop.wait(0.05):
             r = _rss_mb()
             if r is not None:
                 self._peak = max(self._peak, r)
@@ -133,13 +139,13 @@ class Meter:
             self._peak, self._stop = self._base or 0.0, threading.Event()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
-        self._t0 = time.perf_counter()
+        self._t0 = time.perf_counter() if self.cuda else time.process_time()
         return self
 
     def __exit__(self, *exc):
         if self.cuda:
             torch.cuda.synchronize(self.device)
-        self.seconds = time.perf_counter() - self._t0
+        self.seconds = time.perf_counter() - self._t0 if self.cuda else (time.process_time() - self._t0) / torch.get_num_threads()
         if self.cuda:
             self.mem_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
         else:
@@ -148,8 +154,9 @@ class Meter:
             self.mem_mb = (self._peak - self._base) if self._base is not None else None
 
 
-def startup() -> tuple[float, float | None]:
-    """Seconds and resident MiB of starting a job's process (imports), measured in a subprocess."""
+def startup(cpu: bool = False) -> tuple[float, float | None]:
+    """Seconds and resident MiB of starting a job's process (imports), measured in a subprocess:
+    its wall time, or with ``cpu`` its CPU time (see :class:`Meter`)."""
     import robrepro
 
     code = (
@@ -160,9 +167,10 @@ def startup() -> tuple[float, float | None]:
     )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(Path(robrepro.__file__).parents[1]), env.get("PYTHONPATH", "")])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    seconds = time.perf_counter() - t0
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds = (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) if cpu else time.perf_counter() - t0
     try:
         rss = int(out.stdout.split()[-1]) / 1024  # KiB on Linux
     except (ValueError, IndexError):
@@ -419,7 +427,9 @@ def estimate(
     """
     resources = plan.config["resources"]
     started = time.perf_counter()
-    start_s, start_mb = startup()
+    from .engine import resolve_device
+
+    start_s, start_mb = startup(cpu=resolve_device(device).type == "cpu")
     jobs = [j for j in jobs_of(plan) if not match or re.search(match, j.key)]
     done: dict[str, tuple[Job, Estimate]] = {}
     rows = []
@@ -567,16 +577,17 @@ def benchmark_file(plan, job_key: str) -> str:
     return plan.paths.benchmark(paper, part, *rest)
 
 
-def compare(plan, rows: list[dict[str, Any]], base: str | os.PathLike = ".") -> dict[str, Any]:
-    """Predicted against measured seconds (the ``s`` column of each job's benchmark file under
-    ``base``), for the jobs that have one. Returns the pairs and the fraction within 2x."""
+def compare(plan, rows: list[dict[str, Any]], base: str | os.PathLike = ".", column: str = "s") -> dict[str, Any]:
+    """Predicted against measured seconds (``column`` of each job's benchmark file under ``base``:
+    ``s``, wall time, or ``cpu_time``, which a busy machine does not inflate), for the jobs that
+    have one. Returns the pairs and the fraction within 2x."""
     pairs = []
     for r in rows:
         f = Path(base) / benchmark_file(plan, r["key"])
         if r["seconds"] is None or not f.exists():
             continue
         with open(f) as fh:
-            measured = [float(b["s"]) for b in csv.DictReader(fh, delimiter="\t")]
+            measured = [float(b[column]) for b in csv.DictReader(fh, delimiter="\t")]
         if measured:
             m = sum(measured) / len(measured)
             pairs.append({"key": r["key"], "predicted": r["seconds"], "measured": round(m, 2), "ratio": round(r["seconds"] / m, 3) if m > 0 else math.inf})
