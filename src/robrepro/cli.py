@@ -111,17 +111,16 @@ def cmd_selfcheck(a) -> None:
     t0 = time.perf_counter()
     plan = Plan(cost.load_config(a.configfile, tier=a.tier, config_dir=a.config_dir))
     steps = selfcheck(plan, device=a.device, reference=a.reference, step_limit=a.step_limit, only=a.only, log=lambda m: print(m, flush=True))
-    failed = [s for s in steps if s.status == "FAIL"]
+    counts = {k: sum(s.status == k for s in steps) for k in ("ok", "FAIL", "skipped")}
     print(
-        f"[selfcheck] {len(steps) - len(failed)} of {len(steps)} steps passed "
-        f"({sum(s.status == 'skipped' for s in steps)} skipped) in {time.perf_counter() - t0:.0f} s",
+        f"[selfcheck] {counts['ok']} passed, {counts['FAIL']} failed, {counts['skipped']} skipped of {len(steps)} steps in {time.perf_counter() - t0:.0f} s",
         flush=True,
     )
     if a.cost_limit > 0:
         paper = Plan(cost.load_config(a.configfile, tier="paper", config_dir=a.config_dir))
         result = cost.estimate(paper, device=a.device, budget=a.cost_budget, match=a.cost_match, deadline=a.cost_limit, log=lambda m: print(m, flush=True))
         print(cost.summary(paper, result), flush=True)
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if counts["FAIL"] else 0)
 
 
 def main(argv=None) -> None:
