@@ -181,7 +181,7 @@ def main(argv=None) -> None:
     s.add_argument("--budget", type=float, default=2.0, help="seconds of the longest timing run of a job")
     s.add_argument("--time-limit", type=float, default=None, help="seconds after which no further job is timed (those left are listed)")
     s.add_argument("--safety", type=float, default=3.0, help="time limits = predicted time x this (runtimes.json)")
-    s.add_argument("--out-dir", default=None, help="where to write jobs.csv, cost.md, runtimes.json (default: results/<tier>/cost)")
+    s.add_argument("--out-dir", default=None, help="results root: writes <dir>/cost/jobs.csv, cost.md, runtimes.json (default: results/<tier>)")
     s.add_argument("--check", default=None, metavar="DIR", help="compare with the benchmark files of a finished run under DIR")
     s.add_argument("--check-column", default="s", help="benchmark column compared: s (wall time) or cpu_time")
     s.add_argument("--from-csv", default=None, metavar="JOBS_CSV", help="time nothing: compare the predictions of an earlier jobs.csv (with --check)")
