@@ -228,7 +228,7 @@ def jobs_of(plan) -> list[Job]:
     return [j for j in out if j.key in needed]
 
 
-def _timing_data(d: dict[str, Any]) -> dict[str, Any]:
+def timing_data(d: dict[str, Any]) -> dict[str, Any]:
     from . import data
 
     return {**d, "source": "synthetic"} if data.info(d["name"]).synthetic else dict(d)
@@ -239,7 +239,7 @@ def _with(spec: dict[str, Any], **changes: dict[str, Any]) -> dict[str, Any]:
     s = copy.deepcopy(spec)
     for section, values in changes.items():
         s[section] = {**s.get(section, {}), **values}
-    s["data"] = _timing_data(s["data"])
+    s["data"] = timing_data(s["data"])
     return s
 
 
@@ -271,7 +271,7 @@ SHRINK: dict[str, tuple[Callable, Callable, int]] = {
 DEFAULT_SHRINK = (_test_size, _shrink_test, 4)
 
 
-class _Timing:
+class Timing:
     """Times jobs on one device; owns a scratch folder for the files jobs write."""
 
     def __init__(self, device: str, budget: float, scratch: Path):
@@ -340,7 +340,7 @@ class _Timing:
         from .engine import build_model, clean_accuracy
 
         m = min(n, 256)
-        d = _timing_data(spec["data"])
+        d = timing_data(spec["data"])
         x, y = data.load_split(d["name"], "test", source=d["source"], root=str(self.scratch), limit=m, seed=d.get("synthetic_seed", 0))
         model = build_model(spec).to(self.device)
         with Meter(self.device) as t:
@@ -357,7 +357,7 @@ class _Timing:
 
         def measure(n: int) -> Point:
             s = shrink(job.spec, n)
-            ctx = _TimingContext(
+            ctx = TimingContext(
                 s,
                 model_path=model,
                 data_root=str(self.scratch),
@@ -384,7 +384,7 @@ def _memory(points: list[Point], batch: int, data_mb: float) -> float | None:
     return max(max(p.seconds for p in mem), fit(mem, batch)) + data_mb
 
 
-class _TimingContext(JobContext):
+class TimingContext(JobContext):
     """A job's context whose test labels are the model's own predictions (all clean-correct)."""
 
     def split(self, split: str = "test", limit: int | None = None):
@@ -434,7 +434,7 @@ def estimate(
     done: dict[str, tuple[Job, Estimate]] = {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="robrepro-cost-") as tmp:
-        timing = _Timing(device, budget, Path(tmp))
+        timing = Timing(device, budget, Path(tmp))
         for i, job in enumerate(jobs):
             if job.identity not in done:
                 # The threads a job gets from the workflow (its kind's resources), unless overridden.

@@ -196,10 +196,10 @@ class SelfCheck:
 
     def images(self, spec: dict[str, Any]) -> torch.Tensor:
         from .attacks import to_input
-        from .cost import _timing_data
+        from .cost import timing_data
         from .data import load_split
 
-        d = _timing_data(spec["data"])
+        d = timing_data(spec["data"])
         x, _ = load_split(d["name"], "test", source=d["source"], root=str(self.scratch), limit=self.n, seed=d.get("synthetic_seed", 0))
         return to_input(x, "cpu")
 
@@ -238,12 +238,12 @@ class SelfCheck:
         return f"IBP and CROWN-IBP boxes within {worst:.2g} (eps={eps:g})"
 
     def check_training(self, spec: dict[str, Any]) -> str:
-        from .cost import _timing_data
+        from .cost import timing_data
         from .engine import safe_load, train
 
         bs = min(int(spec["train"]["batch_size"]), self.n)
         s = copy.deepcopy(spec)
-        s["data"] = {**_timing_data(s["data"]), "train_limit": 2 * bs}
+        s["data"] = {**timing_data(s["data"]), "train_limit": 2 * bs}
         s["train"].update(epochs=1, batch_size=bs, select="none", checkpoint_every_steps=0)
         out = {}
         for dev in (self.reference, self.device):
@@ -272,16 +272,16 @@ class SelfCheck:
         return f"2 steps: weights within {worst:.2g} (relative L2), metrics within tolerance"
 
     def check_kind(self, job) -> str:
-        from .cost import DEFAULT_SHRINK, SHRINK, _Timing, _TimingContext
+        from .cost import DEFAULT_SHRINK, SHRINK, Timing, TimingContext
         from .evaluations import JobContext, registry
 
         kind = registry()[job.kind]
         spec = SHRINK.get(job.kind, DEFAULT_SHRINK)[1](job.spec, self.n)
-        model = _Timing(str(self.reference), 0.0, self.scratch).model_file(job.run_spec) if kind.needs_model else None
+        model = Timing(str(self.reference), 0.0, self.scratch).model_file(job.run_spec) if kind.needs_model else None
         docs, test = [], None
         for dev in (self.reference, self.device):
             tag = f"{job.kind}-{dev.type}-{len(docs)}"
-            ctx = (_TimingContext if kind.needs_model else JobContext)(
+            ctx = (TimingContext if kind.needs_model else JobContext)(
                 spec,
                 model_path=model,
                 data_root=str(self.scratch),
