@@ -27,8 +27,10 @@ def test_fit_separates_a_fixed_cost_from_the_cost_per_unit():
     assert cost.fit(pts, 100) == pytest.approx(21.0)
     assert cost.fit(pts, 20) == 5.0  # measured at full size: the measurement itself
     assert cost.fit([cost.Point(10, 3.0)], 100) == pytest.approx(30.0)  # one point: through the origin
-    # Noise that makes the line fall: the per-unit cost of the last point, never less.
-    assert cost.fit([cost.Point(10, 3.0), cost.Point(20, 2.0)], 100) == pytest.approx(10.0)
+    # A line that falls: all fixed cost, the larger time.
+    assert cost.fit([cost.Point(10, 3.0), cost.Point(20, 2.0)], 100) == pytest.approx(3.0)
+    # A line that would start below zero: through the origin.
+    assert cost.fit([cost.Point(10, 1.0), cost.Point(20, 4.0)], 100) == pytest.approx(20.0)
 
 
 def test_ramp_doubles_until_the_budget_or_the_full_size():
@@ -44,8 +46,8 @@ def test_ramp_doubles_until_the_budget_or_the_full_size():
     cost.ramp(measure, 4, 12, budget=100.0)
     assert seen == [4, 8, 12]  # capped at the job's size
     seen.clear()
-    pts = cost.ramp(measure, 64, 1000, budget=1.0)  # 6.4 s at once: the second point is one unit
-    assert seen == [64, 1] and [p.n for p in pts] == [1, 64]
+    pts = cost.ramp(measure, 64, 1000, budget=1.0)  # 6.4 s at once: the second point is half of it
+    assert seen == [64, 32] and [p.n for p in pts] == [32, 64]
 
 
 def test_runtimes_file_sets_limits_with_safety_and_floor(tmp_path):

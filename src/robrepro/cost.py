@@ -69,7 +69,8 @@ class Estimate:
 
 def fit(points: list[Point], full: int) -> float:
     """Seconds at size ``full``: the line through the last two points (a fixed cost plus a cost per
-    unit), or through the origin when one point is all there is or the line is not increasing."""
+    unit); the larger of them when the line falls (all fixed cost); through the origin when one point
+    is all there is or the line would start below zero."""
     last = points[-1]
     if last.n >= full:
         return last.seconds
@@ -77,7 +78,10 @@ def fit(points: list[Point], full: int) -> float:
         a = points[-2]
         slope = (last.seconds - a.seconds) / (last.n - a.n)
         fixed = last.seconds - slope * last.n
-        if slope > 0 and fixed >= 0:
+        if slope <= 0:
+            # Not growing with the size: a fixed cost (setup) that timing noise hides the rest of.
+            return max(a.seconds, last.seconds)
+        if fixed >= 0:
             return fixed + slope * full
     return last.seconds * full / last.n
 
@@ -85,15 +89,15 @@ def fit(points: list[Point], full: int) -> float:
 def ramp(measure: Callable[[int], Point], start: int, full: int, budget: float, cap: int | None = None) -> list[Point]:
     """Time ``measure(n)`` for n = start, 2 start, ... until a run takes ``budget`` seconds or n
     reaches ``full`` (or ``cap``). Two points at least (the fit separates fixed from per-unit cost);
-    when the first alone takes five budgets, the second is one unit, not twice as many."""
+    when the first alone takes five budgets, the second is half as many units, not twice as many."""
     top = min(full, cap or full)
     n, points = max(1, min(start, top)), []
     while True:
         points.append(measure(n))
         t = points[-1].seconds
         if len(points) == 1 and t >= 5 * budget and n > 1:
-            # Slow from the start: one unit tells a fixed cost (setup) from a cost per unit.
-            return [measure(1), *points]
+            # Slow from the start: half as many units tell a fixed cost (setup) from a cost per unit.
+            return [measure(max(1, n // 2)), *points]
         if n >= top or (t >= budget and len(points) >= 2) or t >= 5 * budget:
             return points
         n = min(2 * n, top)
@@ -263,12 +267,19 @@ def _shrink_test(spec: dict[str, Any], n: int) -> dict[str, Any]:
     return _with(spec, data={"test_limit": n})
 
 
-# kind -> (full size of a job, the job shrunk to size n, first size tried). Kinds not named here
-# evaluate a model on its test images.
-SHRINK: dict[str, tuple[Callable, Callable, int]] = {
-    "landscape": (_landscape_steps, _shrink_search, 2),
+def _after_containment(spec: dict[str, Any]) -> int:
+    # The sensitivity job samples outputs around its first `containment.points` images only: timed
+    # from twice that many, both points carry that cost whole and their slope is the per-image cost.
+    return max(4, 2 * int((spec["params"].get("containment") or {}).get("points", 0)))
+
+
+# kind -> (full size of a job, the job shrunk to size n, first size tried, from its spec). Kinds not
+# named here evaluate a model on its test images.
+SHRINK: dict[str, tuple[Callable, Callable, Callable]] = {
+    "landscape": (_landscape_steps, _shrink_search, lambda spec: 2),
+    "sensitivity": (_test_size, _shrink_test, _after_containment),
 }
-DEFAULT_SHRINK = (_test_size, _shrink_test, 4)
+DEFAULT_SHRINK = (_test_size, _shrink_test, lambda spec: 4)
 
 
 class Timing:
@@ -370,7 +381,7 @@ class Timing:
                 ctx.write(kind.fn(ctx))
             return Point(n, m.seconds, m.mem_mb)
 
-        points = ramp(measure, start, full, self.budget)
+        points = ramp(measure, start(job.spec), full, self.budget)
         batch = int(job.spec["params"].get("batch_size") or full)
         return Estimate(fit(points, full), _memory(points, batch, 0.0), points)
 
