@@ -83,6 +83,46 @@ def cmd_validate(a) -> None:
     print(f"valid ({cfg['tier']} tier)")
 
 
+def cmd_cost(a) -> None:
+    from . import cost, runtimes
+    from .plan import Plan
+
+    plan = Plan(cost.load_config(a.configfile, tier=a.tier, papers=a.paper, config_dir=a.config_dir))
+    outputs = runtimes.outputs(a.out_dir or plan.paths.root)
+    if a.from_csv:
+        result = {"rows": cost.read_rows(a.from_csv)}
+    else:
+        result = cost.estimate(
+            plan, device=a.device, budget=a.budget, threads=a.threads, match=a.match, deadline=a.time_limit, log=lambda m: print(m, file=sys.stderr)
+        )
+        print(cost.write_outputs(plan, result, outputs, safety=a.safety))
+    if a.check:
+        cmp = cost.compare(plan, result["rows"], a.check, column=a.check_column)
+        for p in cmp["pairs"]:
+            print(f"{p['key']}: predicted {p['predicted']:.1f} s, measured {p['measured']:.1f} s, ratio {p['ratio']:.2f}")
+        print(f"within 2x: {cmp['within_2x']} of {cmp['n']} jobs ({cmp['fraction']:.0%})")
+
+
+def cmd_selfcheck(a) -> None:
+    from . import cost
+    from .plan import Plan
+    from .selfcheck import selfcheck
+
+    t0 = time.perf_counter()
+    plan = Plan(cost.load_config(a.configfile, tier=a.tier, config_dir=a.config_dir))
+    steps = selfcheck(plan, device=a.device, reference=a.reference, step_limit=a.step_limit, only=a.only, log=lambda m: print(m, flush=True))
+    counts = {k: sum(s.status == k for s in steps) for k in ("ok", "FAIL", "skipped")}
+    print(
+        f"[selfcheck] {counts['ok']} passed, {counts['FAIL']} failed, {counts['skipped']} skipped of {len(steps)} steps in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
+    if a.cost_limit > 0:
+        paper = Plan(cost.load_config(a.configfile, tier="paper", config_dir=a.config_dir))
+        result = cost.estimate(paper, device=a.device, budget=a.cost_budget, match=a.cost_match, deadline=a.cost_limit, log=lambda m: print(m, flush=True))
+        print(cost.summary(paper, result), flush=True)
+    sys.exit(1 if counts["FAIL"] else 0)
+
+
 def main(argv=None) -> None:
     import robrepro  # noqa: F401  (the torchvision shim must run before any torchvision import)
 
@@ -129,6 +169,36 @@ def main(argv=None) -> None:
     s.add_argument("files", nargs="+")
     s.add_argument("--config-dir", default=None, help="folder holding papers/<paper>[.<tier>].yaml (default: the first file's folder)")
     s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("cost", help="time a few steps of every distinct job of a tier here; predict every job's time and memory")
+    s.add_argument("configfile", nargs="*", default=["config/config.yaml"], help="configuration files, merged left to right")
+    s.add_argument("--tier", default=None, help="tier to cost (default: the configuration's)")
+    s.add_argument("--paper", action="append", help="cost only this paper (repeatable)")
+    s.add_argument("--match", default=None, help="cost only the jobs whose key (e.g. eval/ssp/<run>/attack/pgd) this regex finds")
+    s.add_argument("--config-dir", default=None, help="folder holding papers/<paper>[.<tier>].yaml (default: the first file's folder)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=None, help="torch threads of every timing (default: each job's resources.<kind>.threads)")
+    s.add_argument("--budget", type=float, default=2.0, help="seconds of the longest timing run of a job")
+    s.add_argument("--time-limit", type=float, default=None, help="seconds after which no further job is timed (those left are listed)")
+    s.add_argument("--safety", type=float, default=3.0, help="time limits = predicted time x this (runtimes.json)")
+    s.add_argument("--out-dir", default=None, help="results root: writes <dir>/cost/jobs.csv, cost.md, runtimes.json (default: results/<tier>)")
+    s.add_argument("--check", default=None, metavar="DIR", help="compare with the benchmark files of a finished run under DIR")
+    s.add_argument("--check-column", default="s", help="benchmark column compared: s (wall time) or cpu_time")
+    s.add_argument("--from-csv", default=None, metavar="JOBS_CSV", help="time nothing: compare the predictions of an earlier jobs.csv (with --check)")
+    s.set_defaults(func=cmd_cost)
+
+    s = sub.add_parser("selfcheck", help="every job kind for a few steps on the GPU and the CPU, compared; then the paper tier's cost table")
+    s.add_argument("configfile", nargs="*", default=["config/config.yaml"], help="configuration files, merged left to right")
+    s.add_argument("--tier", default="paper", help="tier whose job kinds, models and objectives are checked")
+    s.add_argument("--config-dir", default=None, help="folder holding papers/<paper>[.<tier>].yaml (default: the first file's folder)")
+    s.add_argument("--device", default="auto", help="device under test (auto: CUDA when present)")
+    s.add_argument("--reference", default="cpu", help="device it is compared with")
+    s.add_argument("--step-limit", type=float, default=60.0, help="seconds each step may take")
+    s.add_argument("--only", default=None, help="run only the steps whose name this regex finds")
+    s.add_argument("--cost-limit", type=float, default=300.0, help="seconds for the paper tier's cost table (0: none)")
+    s.add_argument("--cost-budget", type=float, default=0.25, help="seconds of the longest timing run of a job in the cost table")
+    s.add_argument("--cost-match", default=None, help="cost only the jobs whose key this regex finds")
+    s.set_defaults(func=cmd_selfcheck)
 
     a = p.parse_args(argv)
     a.func(a)

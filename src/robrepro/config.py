@@ -23,8 +23,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
+
+try:
+    import jsonschema
+except ImportError:  # a compute node with PyTorch alone (robrepro selfcheck): defaults are filled, not checked
+    jsonschema = None
 
 
 class ConfigError(ValueError):
@@ -59,7 +63,35 @@ def _with_defaults(validator_cls):
     return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
 
 
-_Validator = _with_defaults(jsonschema.Draft202012Validator)
+_Validator = _with_defaults(jsonschema.Draft202012Validator) if jsonschema else None
+
+
+def fill_defaults(sch: dict[str, Any], node: Any, root: dict[str, Any] | None = None) -> None:
+    """Fill the schema's defaults into ``node`` without validating: what the validator fills, for
+    where jsonschema is not installed. Follows ``$ref``, ``properties``, ``additionalProperties``,
+    ``items``, and ``if``/``then`` whose ``if`` tests properties' ``const``."""
+    root = root or sch
+    while isinstance(sch, dict) and "$ref" in sch:
+        sch = {**root["$defs"][sch["$ref"].rsplit("/", 1)[1]], **{k: v for k, v in sch.items() if k != "$ref"}}
+    if not isinstance(sch, dict):
+        return
+    if isinstance(node, dict):
+        props = dict(sch.get("properties", {}))
+        cond = sch.get("if", {}).get("properties", {})
+        if "then" in sch and cond and all(k in node and "const" in c and node[k] == c["const"] for k, c in cond.items()):
+            for k, sub in sch["then"].get("properties", {}).items():
+                props[k] = {**props.get(k, {}), **sub}
+        extra = sch.get("additionalProperties")
+        for key, sub in props.items():
+            if "default" in sub and key not in node:
+                node[key] = copy.deepcopy(sub["default"])
+        for key, value in node.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                fill_defaults(sub, value, root)
+    elif isinstance(node, list) and isinstance(sch.get("items"), dict):
+        for value in node:
+            fill_defaults(sch["items"], value, root)
 
 
 def _path(err: jsonschema.ValidationError) -> str:
@@ -69,7 +101,11 @@ def _path(err: jsonschema.ValidationError) -> str:
 def validate(config: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults into ``config`` in place and return it; raise :class:`ConfigError` listing all problems."""
     sch = schema()
-    errors = sorted(_Validator(sch).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if _Validator is None:
+        fill_defaults(sch, config)
+        errors = []
+    else:
+        errors = sorted(_Validator(sch).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     msgs = [f"  {_path(e)}: {e.message}" for e in errors] + _semantic_errors(config, sch)
     if msgs:
         raise ConfigError("invalid configuration:\n" + "\n".join(msgs))

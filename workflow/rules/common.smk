@@ -10,6 +10,7 @@ from pathlib import Path
 from robrepro.composed import compose_cached
 from robrepro.importgraph import job_files
 from robrepro.plan import Plan
+from robrepro.runtimes import Runtimes, outputs as runtimes_outputs
 
 # Kept between parses: the composed configuration (robrepro.composed) and each module's imports.
 CACHE = Path(".snakemake") / "robrepro"
@@ -64,13 +65,27 @@ def report_code(paper, builder):
     return code_files(builder.partition(":")[0]) + ([str(published)] if published.exists() else [])
 
 
+# Per-job time limits measured by the cost model (`snakemake cost`), when its file exists: each job
+# then asks the scheduler for its predicted time x a safety factor (robrepro.runtimes) instead of its
+# kind's resources.<kind>.runtime, which stays the limit of any job the file does not name.
+RUNTIMES = Runtimes(runtimes_outputs(P.root)["runtimes"])
+
+
 def res(kind, key):
     r = config["resources"]
-    return r.get(kind, r["attack"])[key]
+    value = r.get(kind, r["attack"])[key]
+    if key != "runtime" or not RUNTIMES:
+        return value
+    # Training has no `kind` wildcard; evaluation and standalone jobs do (`run` only the former).
+    return lambda wildcards: RUNTIMES.runtime(value, wildcards.paper, wildcards.get("run"), wildcards.get("kind"), wildcards.get("name"))
 
 
 def kind_res(key):
-    return lambda wildcards: res(PLAN.kinds[wildcards.kind].resources, key)
+    def get(wildcards):
+        value = res(PLAN.kinds[wildcards.kind].resources, key)
+        return value(wildcards) if callable(value) else value
+
+    return get
 
 
 def dataset_manifest(wildcards):
