@@ -1,6 +1,8 @@
 """Result files: atomic writes, and half-written files are never taken for results."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -33,3 +35,21 @@ def test_load_result_refuses_partial_and_foreign_files(tmp_path):
     with pytest.raises(ValueError, match="expected a 'attack'"):
         load_result(tmp_path / "ok.json", "attack")
     assert prov["git"]["commit"] is None or len(prov["git"]["commit"]) == 40
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002], ids=["umask022", "umask002"])
+def test_result_files_follow_the_umask(tmp_path, umask):
+    """Results, tables and models are read by collaborators and web servers: the mode is the one
+    any new file gets under the umask (0644 / 0664), never owner-only."""
+    import time
+
+    old = os.umask(umask)
+    try:
+        prov = provenance(spec={}, seed=0, device="cpu", data_source="real", started=time.time())
+        write_result(tmp_path / "eval" / "r.json", "attack", {}, prov)
+        with atomic_path(tmp_path / "model.pt") as tmp:  # the way models, CSVs and figures are written
+            tmp.write_bytes(b"weights")
+    finally:
+        os.umask(old)
+    for f in (tmp_path / "eval" / "r.json", tmp_path / "model.pt"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f

@@ -13,9 +13,9 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from importlib import metadata
@@ -26,14 +26,29 @@ SCHEMA_VERSION = 1
 _PACKAGES = ("robrepro", "torch", "torchvision", "torchdiffeq", "numpy", "snakemake", "torchattacks", "foolbox", "scipy")
 
 
+def _new_temp_file(path: Path) -> Path:
+    """Create an empty, unique file beside ``path`` with the permissions the umask gives new files.
+
+    Not ``tempfile.mkstemp``: it creates files 0600 whatever the umask, and the rename would carry
+    that mode onto the result, so collaborators and a web server could not read any result.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``."""
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.
+    The file gets the mode the umask gives any new file (0644 under umask 022)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = _new_temp_file(path)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
