@@ -3,6 +3,7 @@
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,70 @@ def test_result_files_follow_the_umask(tmp_path, umask):
         os.umask(old)
     for f in (tmp_path / "eval" / "r.json", tmp_path / "model.pt"):
         assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f
+
+
+def _tiny_train_spec():
+    return {
+        "paper": "node",
+        "experiment": "test",
+        "run": "tiny",
+        "tier": "smoke",
+        "seed": 0,
+        "data": {"name": "cifar10", "source": "synthetic", "mean": [0.5] * 3, "std": [0.25] * 3, "synthetic_seed": 0, "train_limit": 32, "test_limit": 32},
+        "model": {"name": "cifar_resnet", "depth": 8, "width": 2, "h": 0.5},
+        "train": {"epochs": 1, "batch_size": 32, "optimizer": {"name": "sgd", "lr": 0.05}, "objective": {"name": "natural"}},
+    }
+
+
+def test_a_swapped_model_stops_aggregation_naming_both_files(tmp_path, monkeypatch):
+    """The training job (through the CLI, as the rules run it) records the sha256 of the model it
+    wrote and of the data manifest; once model.pt is replaced, every reader of the result refuses it."""
+    from robrepro import reporting
+    from robrepro.cli import main
+    from robrepro.report import _Docs
+
+    monkeypatch.chdir(tmp_path)  # the workflow's paths are relative to its working directory
+    run = Path("results/smoke/node/models/tiny")
+    (tmp_path / "results/smoke/data").mkdir(parents=True)
+    Path("results/smoke/data/cifar10.json").write_text('{"kind": "data"}\n')  # found where the path grammar puts it
+    main(
+        ["train", "--spec", json.dumps(_tiny_train_spec()), "--data-root", "resources", "--device", "cpu", "--no-progress"]
+        + ["--model-out", str(run / "model.pt"), "--result-out", str(run / "train.json"), "--checkpoint", "ckpt.pt"]
+    )
+    inputs = load_result(run / "train.json", "train")["provenance"]["inputs"]
+    assert inputs["model"]["path"] == "model.pt" and inputs["data"]["path"] == "../../../data/cifar10.json"
+    assert reporting.load_all([str(run / "train.json")], "train")
+
+    (run / "model.pt").write_bytes((run / "model.pt").read_bytes() + b"\0")  # another model in its place
+    for read in (lambda: reporting.load_all([str(run / "train.json")], "train"), lambda: _Docs(tmp_path).get(str(run / "train.json"))):
+        with pytest.raises(ValueError) as err:
+            read()
+        assert str(run / "train.json") in str(err.value) and str(run / "model.pt") in str(err.value), str(err.value)
+    # So does a rewritten data manifest, and a missing model.
+    (run / "model.pt").unlink()
+    Path("results/smoke/data/cifar10.json").write_text('{"kind": "data", "md5": {}}\n')
+    with pytest.raises(ValueError) as err:
+        load_result(run / "train.json")
+    assert "results/smoke/data/cifar10.json with sha256" in str(err.value) and "model.pt, which no longer exists" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "payload, where",
+    [
+        ({"clean_acc": 1.7, "per_eps": []}, "clean_acc = 1.7"),  # an accuracy of 170 %
+        ({"clean_acc": 0.9, "per_eps": [{"eps": 0.1, "robust_acc": -0.01}]}, "per_eps.0.robust_acc = -0.01"),
+        ({"per_eps": [{"eps": 0.1, "verified_err": {"ibp": float("nan")}}]}, "per_eps.0.verified_err.ibp = nan"),
+        ({"minima": [{"fgsm_acc@0.1": 2.0}]}, "minima.0.fgsm_acc@0.1 = 2.0"),
+    ],
+)
+def test_an_out_of_range_value_stops_aggregation_naming_the_file(tmp_path, payload, where):
+    from robrepro import reporting
+
+    prov = provenance(spec={}, seed=0, device="cpu", data_source="real", started=0.0)
+    ok = write_result(tmp_path / "ok.json", "attack", {"clean_acc": 1.0, "per_eps": [{"eps": 8.0, "robust_acc": 0.0, "n": 500}], "loss": 3.2}, prov)
+    bad = tmp_path / "bad.json"
+    write_result(bad, "attack", payload, prov)
+    assert reporting.load_all([str(tmp_path / "ok.json")]) == [ok]
+    with pytest.raises(ValueError) as err:
+        reporting.load_all([str(tmp_path / "ok.json"), str(bad)])
+    assert f"{bad}: {where} lies outside [0, 1]" in str(err.value)
