@@ -9,7 +9,8 @@ whole new one, never half of it.
 A result also records the sha256 of the files it was made from (the model it evaluated or wrote, the
 data manifest it read), by path relative to the result's own folder. ``load_result``, which every job
 that aggregates results reads them through, refuses a result without the completion marker, one whose
-input files have changed since (a swapped ``model.pt``, a result left from an older model), and one
+input files have changed since (a swapped ``model.pt``, a result left from an older model; a
+removed file is no contradiction), and one
 whose rates (accuracies, errors) lie outside [0, 1]; each error names the file.
 """
 
@@ -197,9 +198,9 @@ def _input_errors(path: Path, doc: dict[str, Any]) -> list[str]:
     for role, rec in (doc["provenance"].get("inputs") or {}).items():
         f = Path(os.path.normpath(path.parent / rec["path"]))
         what = _ROLE.get(role, role)
-        if not f.is_file():
-            errs.append(f"{path}: made from the {what} {f}, which no longer exists; re-run the job that writes {path}")
-        elif (now := sha256(f)) != rec["sha256"]:
+        # A removed file (models deleted to free disk, a copy of the results alone) cannot
+        # contradict the result; a different one can.
+        if f.is_file() and (now := sha256(f)) != rec["sha256"]:
             errs.append(
                 f"{path}: made from the {what} {f} with sha256 {rec['sha256'][:16]}..., but that file now has sha256 {now[:16]}... "
                 f"(replaced, or the result is left from an older one); re-run the job that writes {path}"
