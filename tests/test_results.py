@@ -110,8 +110,9 @@ def test_a_swapped_model_stops_aggregation_naming_both_files(tmp_path, monkeypat
         ({"minima": [{"fgsm_acc@0.1": 2.0}]}, "minima.0.fgsm_acc@0.1 = 2.0"),
     ],
 )
-def test_an_out_of_range_value_stops_aggregation_naming_the_file(tmp_path, payload, where):
+def test_an_out_of_range_value_stops_aggregation_naming_the_file(tmp_path, monkeypatch, capsys, payload, where):
     from robrepro import reporting
+    from robrepro.cli import main
 
     prov = provenance(spec={}, seed=0, device="cpu", data_source="real", started=0.0)
     ok = write_result(tmp_path / "ok.json", "attack", {"clean_acc": 1.0, "per_eps": [{"eps": 8.0, "robust_acc": 0.0, "n": 500}], "loss": 3.2}, prov)
@@ -121,3 +122,8 @@ def test_an_out_of_range_value_stops_aggregation_naming_the_file(tmp_path, paylo
     with pytest.raises(ValueError) as err:
         reporting.load_all([str(tmp_path / "ok.json"), str(bad)])
     assert f"{bad}: {where} lies outside [0, 1]" in str(err.value)
+    # A table job (python -m robrepro report) stops with that message, not a traceback.
+    monkeypatch.setattr(reporting, "count_rows", lambda paths, outputs: len(reporting.load_all(paths)), raising=False)
+    with pytest.raises(SystemExit) as stop:
+        main(["report", "robrepro.reporting:count_rows", "--inputs", str(bad), "--out", str(tmp_path / "t.csv")])
+    assert stop.value.code == 2 and f"[report] refused: {bad}: {where}" in capsys.readouterr().err

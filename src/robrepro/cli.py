@@ -83,10 +83,16 @@ def cmd_evaluate(a) -> None:
 
 def cmd_report(a) -> None:
     from .plan import builder
+    from .results import ResultError
 
     outputs = {p.rsplit(".", 1)[1]: p for p in a.out}
     params = _spec(a.params) if a.params else {}
-    builder(a.builder)(a.inputs, outputs, **params)
+    try:
+        builder(a.builder)(a.inputs, outputs, **params)
+    except ResultError as err:
+        # A stale or out-of-range result: the message says which file and what to re-run.
+        print(f"[report] refused: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def cmd_validate(a) -> None:

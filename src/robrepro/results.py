@@ -34,6 +34,12 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
+
+
+class ResultError(ValueError):
+    """A result file no aggregation may use (incomplete, foreign, stale or out of range); the message names it."""
+
+
 _PACKAGES = ("robrepro", "torch", "torchvision", "torchdiffeq", "numpy", "snakemake", "torchattacks", "foolbox", "scipy")
 
 
@@ -248,12 +254,12 @@ def load_result(path: str | os.PathLike, kind: str | None = None) -> dict[str, A
     try:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not a complete JSON result ({err})") from err
+        raise ResultError(f"{path}: not a complete JSON result ({err})") from err
     if not isinstance(doc, dict) or doc.get("complete") is not True or "provenance" not in doc:
-        raise ValueError(f"{path}: not a complete result (no completion marker)")
+        raise ResultError(f"{path}: not a complete result (no completion marker)")
     if kind is not None and doc.get("kind") != kind:
-        raise ValueError(f"{path}: expected a {kind!r} result, found {doc.get('kind')!r}")
+        raise ResultError(f"{path}: expected a {kind!r} result, found {doc.get('kind')!r}")
     errs = _input_errors(path, doc) + _range_errors(path, doc)
     if errs:
-        raise ValueError("\n".join(errs))
+        raise ResultError("\n".join(errs))
     return doc
