@@ -1,6 +1,7 @@
 """Configuration: both tiers validate, defaults come from the schema, bad keys and values are named."""
 
 import copy
+import re
 import subprocess
 import sys
 
@@ -67,7 +68,7 @@ BAD_CONFIGS = [
     # --- resources
     ("resources-misspelled-key", {"resources": {"train": {"gpus": 1}}}, "resources.train: Additional properties are not allowed ('gpus' was unexpected)"),
     ("resources-runtime-range", {"resources": {"train": {"runtime": 0}}}, "resources.train.runtime: 0 is less than the minimum of 1"),
-    ("resources-new-kind-checked", {"resources": {"verify": {"mem": 1}}}, "resources.verify: Additional properties are not allowed ('mem' was unexpected)"),
+    ("resources-unknown-kind", {"resources": {"atack": {"gpu": 1}}}, "resources.atack: unknown kind of job; known: attack, train"),
     ("resources-threads-type", {"resources": {"attack": {"threads": 1.5}}}, "resources.attack.threads: 1.5 is not of type 'integer'"),
     # --- node
     ("node-misspelled-key", {"node": {"eval_batch_sise": 3}}, "node: Additional properties are not allowed ('eval_batch_sise' was unexpected)"),
@@ -298,3 +299,55 @@ def test_validation_does_not_mutate_a_valid_config_beyond_defaults(repo_root):
     cfg = load(repo_root / "config/config.yaml")
     again = validate(copy.deepcopy(cfg))
     assert again == cfg
+
+
+# Profile settings whose keys are rule names, and the one whose keys (``name=N``) are group names.
+RULE_KEYED = ("set-resources", "set-threads")
+PROFILES = ("profiles/*/config.yaml", "slurm/config.yaml")
+
+
+def _profile_settings(text: str) -> list[dict]:
+    """A profile's settings, and each commented-out example block among them (``# set-resources:`` and
+    the deeper-indented comment lines below it): a user uncomments those as they stand."""
+    docs = [yaml.safe_load(text) or {}]
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(rf"#\s?({'|'.join(RULE_KEYED)}|group-components):", line):
+            block = [line.split("#", 1)[1].strip()]
+            for nxt in lines[i + 1 :]:
+                if not re.match(r"#\s{2,}\S", nxt):
+                    break
+                block.append(nxt[2:])
+            docs.append(yaml.safe_load("\n".join(block)))
+    return docs
+
+
+def _workflow_rules_and_groups(repo_root) -> tuple[set[str], set[str]]:
+    """Rule names: the named ``rule x:`` of the rule files, and the generated ones (every target and
+    every paper, from the plan, as workflow/rules/targets.smk makes them); groups from ``group:``."""
+    text = "\n".join(f.read_text() for f in [repo_root / "Snakefile", *sorted((repo_root / "workflow" / "rules").glob("*.smk"))])
+    rules = set(re.findall(r"^rule (\w+):", text, flags=re.M))
+    plan = Plan(load(repo_root / "config/config.yaml"))
+    rules |= set(plan.targets) | set(plan.papers)
+    groups = set(re.findall(r"^\s+group:\s*\n\s+\"(\w+)\"", text, flags=re.M))
+    return rules, groups
+
+
+def test_every_rule_and_group_a_profile_names_exists(repo_root):
+    rules, groups = _workflow_rules_and_groups(repo_root)
+    assert {"train", "evaluate", "standalone", "prepare_data", "report"} <= rules and groups == {"eval"}
+    bad, seen = [], 0
+    for f in sorted(p for pattern in PROFILES for p in repo_root.glob(pattern)):
+        for doc in _profile_settings(f.read_text()):
+            for key in RULE_KEYED:
+                entries = doc.get(key) or {}
+                # Either {rule: {...}} or ["rule:resource=value", ...] (as on the command line).
+                names = list(entries) if isinstance(entries, dict) else [str(e).split(":", 1)[0] for e in entries]
+                seen += len(names)
+                bad += [f"{f.relative_to(repo_root)}: {key} names rule {n!r}" for n in names if n not in rules]
+            comps = doc.get("group-components") or []
+            for c in [comps] if isinstance(comps, str) else comps:
+                seen += 1
+                bad += [f"{f.relative_to(repo_root)}: group-components names group {c.split('=')[0]!r}"] if c.split("=")[0] not in groups else []
+    assert seen >= 2, "no rule or group named in any profile: the check checked nothing"
+    assert not bad, bad

@@ -16,6 +16,16 @@ def _spec(text: str) -> dict:
     return json.loads(text)
 
 
+def _manifest(spec: dict, given: str | None) -> str | None:
+    """The data manifest a job reads: given, else where the path grammar puts it for the job's tier
+    (relative to the working directory, as every path of the workflow)."""
+    if given or "tier" not in spec:
+        return given
+    from .paths import Paths
+
+    return Paths(spec["tier"]).data(spec["data"]["name"])
+
+
 def cmd_prepare_data(a) -> None:
     from .data import prepare
     from .results import provenance, write_result
@@ -29,18 +39,22 @@ def cmd_prepare_data(a) -> None:
 
 def cmd_train(a) -> None:
     from .engine import Interrupted, train
+    from .results import reading
 
+    spec = _spec(a.spec)
     try:
-        doc = train(
-            _spec(a.spec),
-            data_root=a.data_root,
-            model_out=a.model_out,
-            result_out=a.result_out,
-            checkpoint=a.checkpoint,
-            device=a.device,
-            threads=a.threads,
-            progress_bar=not a.no_progress,
-        )
+        # The result records the sha256 of the model it writes and of the manifest of its data.
+        with reading(model=a.model_out, data=_manifest(spec, a.manifest)):
+            doc = train(
+                spec,
+                data_root=a.data_root,
+                model_out=a.model_out,
+                result_out=a.result_out,
+                checkpoint=a.checkpoint,
+                device=a.device,
+                threads=a.threads,
+                progress_bar=not a.no_progress,
+            )
     except Interrupted as stop:
         sys.exit(stop.code)
     print(f"[train] done: {json.dumps(doc['final'])}", file=sys.stderr)
@@ -48,6 +62,7 @@ def cmd_train(a) -> None:
 
 def cmd_evaluate(a) -> None:
     from .evaluations import JobContext, registry
+    from .results import reading
 
     spec = _spec(a.spec)
     kind = registry()[spec["kind"]]
@@ -56,7 +71,9 @@ def cmd_evaluate(a) -> None:
 
         torch.set_num_threads(a.threads)
     ctx = JobContext(spec, model_path=a.model, data_root=a.data_root, device=a.device, out=a.out, partial=a.partial, progress=not a.no_progress)
-    ctx.write(kind.fn(ctx))
+    # The result records the sha256 of the model it evaluated and of the manifest of its data.
+    with reading(model=a.model, data=_manifest(spec, a.manifest)):
+        ctx.write(kind.fn(ctx))
     if a.partial:
         # The result is written: resumable state could only resume a finished job.
         from pathlib import Path
@@ -66,10 +83,16 @@ def cmd_evaluate(a) -> None:
 
 def cmd_report(a) -> None:
     from .plan import builder
+    from .results import ResultError
 
     outputs = {p.rsplit(".", 1)[1]: p for p in a.out}
     params = _spec(a.params) if a.params else {}
-    builder(a.builder)(a.inputs, outputs, **params)
+    try:
+        builder(a.builder)(a.inputs, outputs, **params)
+    except ResultError as err:
+        # A stale or out-of-range result: the message says which file and what to re-run.
+        print(f"[report] refused: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def cmd_validate(a) -> None:
@@ -143,6 +166,7 @@ def main(argv=None) -> None:
     common.add_argument("--data-root", required=True)
     common.add_argument("--device", default="auto")
     common.add_argument("--threads", type=int, default=None)
+    common.add_argument("--manifest", default=None, help="the data manifest the job reads (default: results/<tier>/data/<dataset>.json)")
 
     s = sub.add_parser("train", parents=[common], help="train one run (resumes from its checkpoint)")
     s.add_argument("--model-out", required=True)

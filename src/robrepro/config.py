@@ -230,6 +230,7 @@ def _semantic_errors(config: dict[str, Any], sch: dict[str, Any]) -> list[str]:
                 walk(s["items"], v, f"{path}.{i}")
 
     walk(sch, config, "")
+    errs.extend(_resources_errors(config.get("resources", {})))
     known = papers.registry()
     for i, p in enumerate(config.get("papers") or []):
         if p not in known:
@@ -238,3 +239,16 @@ def _semantic_errors(config: dict[str, Any], sch: dict[str, Any]) -> list[str]:
         if isinstance(d, dict) and d.get("source") == "synthetic" and name in data.INFO and not data.INFO[name].synthetic:
             errs.append(f"  data.{name}.source: {name} has no synthetic stand-in")
     return errs
+
+
+def resource_names() -> set[str]:
+    """The keys of ``resources`` a job can ask for: ``train``, and the name each kind of evaluation job declares."""
+    from .evaluations import registry
+
+    return {"train", *(k.resources for k in registry().values())}
+
+
+def _resources_errors(res: dict[str, Any]) -> list[str]:
+    # A misspelled key (``atack``) would otherwise be ignored: its jobs would silently get the defaults.
+    known = resource_names()
+    return [f"  resources.{k}: unknown kind of job; known: {', '.join(sorted(known))}" for k in res if k not in known]

@@ -36,7 +36,7 @@ import pandas as pd
 
 from . import verdicts as V
 from .plan import Plan, PlannedTarget
-from .results import git_state, write_text_atomic
+from .results import git_state, load_result, write_text_atomic
 
 MARKERS = ("[UNKNOWN", "[INF")
 
@@ -155,10 +155,9 @@ class _Docs:
     def get(self, rel: str) -> dict[str, Any] | None:
         if rel not in self.cache:
             p = self.root / rel
-            try:
-                self.cache[rel] = json.loads(p.read_text()) if p.is_file() else None
-            except (OSError, ValueError):
-                self.cache[rel] = None
+            # A missing result (not built yet) shows as missing; a present one is read as every
+            # aggregation reads it, so a stale or out-of-range result stops the report naming it.
+            self.cache[rel] = load_result(p) if p.is_file() else None
         return self.cache[rel]
 
 
