@@ -40,7 +40,7 @@ def in_ci() -> bool:
 
 # Test files whose tests run on one xdist worker, in file order (see the module docstring), and the
 # session fixtures that make them a group: a test using one of these fixtures elsewhere is an error.
-XDIST_GROUPS = {"test_workflow.py": "smoke-workflow", "test_report.py": "smoke-workflow", "test_slurm.py": "slurm-cluster"}
+XDIST_GROUPS = {"test_workflow.py": "smoke-workflow", "test_report.py": "smoke-workflow", "test_browser.py": "smoke-workflow", "test_slurm.py": "slurm-cluster"}
 GROUP_FIXTURES = {"workdir": "smoke-workflow", "smoke_run": "smoke-workflow", "slurm_cluster": "slurm-cluster"}
 
 
