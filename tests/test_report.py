@@ -350,12 +350,58 @@ def test_an_audit_table_is_summarised_and_coloured():
     info = TargetInfo(t, df=pd.DataFrame({"eps": [0.1, 0.2, 0.3], "verdict": ["robustness holds", "gradient masking", "gradient masking"]}))
     p = PaperReport("toy", "Toy", [info], None)
     assert audit_summary(p) == "toy_audit: 2 gradient masking, 1 robustness holds"
-    assert [_verdict_class(v) for v in ("robustness holds", "gradient masking", "weak attack", V.SUPPORTED)] == [
-        "supported",
-        "refuted",
-        "inconclusive",
-        "supported",
+    assert [_verdict_class(v) for v in ("robustness holds", "gradient masking", "weak attack", V.SUPPORTED, V.NOT_DECIDABLE, "not testable")] == [
+        "v-yes",
+        "v-no",
+        "v-open",
+        "v-yes",
+        "v-nd",
+        "v-nd",
     ]
+
+
+def lite_report(tier):
+    """A report of one paper whose claims got each outcome, rendered without a plan or results."""
+    from robrepro.report import PaperReport, Report
+
+    def claim_(cid, **kw):
+        return V.Claim("toy", cid, f"Claim {cid}.", f"Table {cid}", ("lite", "paper"), {"table": "toy_t"}, **kw)
+
+    vs = [
+        V.Verdict(claim_("a", note="Read beside the audit.", quote=("ODE nets are robust",)), V.SUPPORTED, "holds in 2/2", on_published="holds"),
+        V.Verdict(claim_("b"), V.REFUTED, "fails in 1"),
+        V.Verdict(claim_("c"), V.NOT_DECIDABLE, "at floor/ceiling in 1"),
+        V.Verdict(claim_("d"), V.INCONCLUSIVE, "within noise in 1"),
+    ]
+    p = PaperReport("toy", "Toy paper", [], vs, unclaimed=[{"target": "toy_fig", "reason": "a picture of the setup"}])
+    p.stand_ins = {"toy_t": "t1-res = resnet(width=8), clean accuracy 97.5 %"}
+    return Report(tier, [p], "abc", "now", "results/" + tier)
+
+
+def test_the_lite_report_never_says_supported_or_refuted_and_shows_every_claims_source(tmp_path):
+    from robrepro.report import render_html, render_md
+
+    rep = lite_report("lite")
+    page, md = render_html(rep, tmp_path), render_md(rep, tmp_path / "REPORT.md")
+    for text in (page, md):
+        low = text.lower()
+        assert "supported" not in low and "refuted" not in low
+        for words in ("effect shown at lite scale", "effect not shown at lite scale", "not decidable at lite scale", "inconclusive at lite scale"):
+            assert words in text
+        assert "1 effect shown at lite scale, 1 effect not shown at lite scale, 1 not decidable at lite scale, 1 inconclusive" in text
+        for shown in (
+            "Table a",
+            "Read beside the audit.",
+            "ODE nets are robust",
+            "resnet(width=8), clean accuracy 97.5 %",
+            "toy_fig",
+            "a picture of the setup",
+        ):
+            assert shown in text, shown
+        assert "no published number in this test" in text and "holds" in text
+    # The paper tier says it plainly.
+    paper = render_md(lite_report("paper"), tmp_path / "REPORT.md")
+    assert "1 supported, 1 refuted, 1 not decidable, 1 inconclusive" in paper
 
 
 # Where a paper's own tables contradict the summary a claim encodes (documented in the claim's note).
