@@ -432,3 +432,21 @@ def test_claims_hold_on_the_papers_own_numbers():
             assert v.on_published == want, (name, c.id, v.evidence)
             checked += 1
     assert checked >= 5
+
+
+def test_stand_ins_name_each_model_behind_a_target_with_its_clean_accuracy(repo_root, tmp_path):
+    from robrepro.config import load
+    from robrepro.plan import Plan
+    from robrepro.report import _Docs, stand_ins
+
+    plan = Plan(load(repo_root / "config" / "config.yaml", repo_root / "config" / "lite.yaml"))
+    run_of = {plan.job_file(*k): k[1] for k in plan.jobs if k[1]}
+    target = next(t for t in plan.targets.values() if any(f in run_of for f in t.inputs))
+    runs = sorted({run_of[f] for f in target.inputs if f in run_of})
+    first = next(f for f in target.inputs if run_of.get(f) == runs[0])
+    (tmp_path / first).parent.mkdir(parents=True)
+    (tmp_path / first).write_text(json.dumps({"attacks": {"pgd": {"clean_acc": 0.975}}}))
+    text = stand_ins(plan, target, _Docs(tmp_path), limit=100)
+    model = plan.runs[(target.paper, runs[0])]["model"]
+    assert f"{runs[0]} = {model.get('name', 'model')}(" in text and "clean accuracy 97.5 %" in text
+    assert all(r in text for r in runs) and text.count("clean accuracy") == 1
