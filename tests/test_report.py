@@ -335,7 +335,7 @@ def test_every_claim_decides_on_the_columns_of_the_table_it_names(smoke_copy, sm
             if "lite" not in c.tiers or c.table not in tables:
                 continue
             v = V.judge(c, tables, "lite")
-            assert v.status in (V.SUPPORTED, V.REFUTED, V.INCONCLUSIVE)
+            assert v.status in (V.SUPPORTED, V.REFUTED, V.INCONCLUSIVE, V.NOT_DECIDABLE)
             missing = v.cells is not None and "verdict" in v.cells and bool((v.cells["verdict"] == "missing").any())
             assert "no rows match" not in v.evidence and "cannot judge" not in v.evidence and not missing, (c.id, v.evidence)
             judged += 1

@@ -5,7 +5,10 @@ sortable tables, a short navigation, no external resource: it opens from disk an
 ``snakemake --report``) and ``REPORT.md`` beside it. One section per active paper of the plan,
 each led by its verdict summary: the claims of ``published/<paper>.claims.yaml`` judged by
 :mod:`robrepro.verdicts` (smoke: no verdict) and the counts of published numbers reproduced within
-tolerance, outside it, or without a published value. Then every table and figure with its notes
+tolerance, outside it, or without a published value. Each claim is shown with where the paper makes
+it, its quotation and note, its verdict in the tier's words (below the paper tier "effect shown at
+lite scale" and the like, naming the stand-in models and their clean accuracy: "supported" and
+"refuted" are the paper tier's), the evidence, and the same test on the paper's own numbers. Then every table and figure with its notes
 (the bullet lines of its Markdown), the settings it used, its data provenance (real or synthetic),
 the code version of its results and the compute its jobs took (the rules' benchmark files).
 Audits are added without being asked for: certified error >= attack error for every certified
