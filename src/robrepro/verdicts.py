@@ -603,7 +603,11 @@ def _method_text(cells: pd.DataFrame, info: dict[str, Any]) -> str:
         out += " per value"
     if info["noise"] == "binomial":
         if info["paired"] == k and k:
-            out += "; paired on shared test points (McNemar)"
+            out += (
+                "; paired on shared test points ("
+                + ("McNemar's exact test" if info["margin"] == 0 and info["mode"] != "close" else "paired standard error")
+                + ")"
+            )
         else:
             out += "; unpaired binomial errors (the table has no per-point results; conservative when the models share test points)"
     elif info["noise"] == "none":
