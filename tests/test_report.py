@@ -368,7 +368,7 @@ def lite_report(tier):
         return V.Claim("toy", cid, f"Claim {cid}.", f"Table {cid}", ("lite", "paper"), {"table": "toy_t"}, **kw)
 
     vs = [
-        V.Verdict(claim_("a", note="Read beside the audit.", quote=("ODE nets are robust",)), V.SUPPORTED, "holds in 2/2", on_published="holds"),
+        V.Verdict(claim_("a", note="Read beside the audit.", quote=("ODE nets are robust",)), V.SUPPORTED, "holds in 2/2", pd.DataFrame(), "holds"),
         V.Verdict(claim_("b"), V.REFUTED, "fails in 1"),
         V.Verdict(claim_("c"), V.NOT_DECIDABLE, "at floor/ceiling in 1"),
         V.Verdict(claim_("d"), V.INCONCLUSIVE, "within noise in 1"),
@@ -399,6 +399,7 @@ def test_the_lite_report_never_says_supported_or_refuted_and_shows_every_claims_
         ):
             assert shown in text, shown
         assert "no published number in this test" in text and "holds" in text
+        assert text.count("clean accuracy 97.5 %") == 1  # only beside the claim that was measured
     # The paper tier says it plainly.
     paper = render_md(lite_report("paper"), tmp_path / "REPORT.md")
     assert "1 supported, 1 refuted, 1 not decidable, 1 inconclusive" in paper

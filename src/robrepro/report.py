@@ -583,6 +583,8 @@ def published_text(v: V.Verdict) -> str:
         return v.on_published
     if v.status == V.NO_VERDICT:
         return "not run at this tier"
+    if "published" in v.claim.test:
+        return "not run: no data"
     return "no published number in this test"
 
 
@@ -608,7 +610,7 @@ def claim_rows(p: PaperReport, tier: str) -> list[dict[str, str]]:
                 "status": v.status,
                 "verdict": V.status_label(v.status, tier),
                 "evidence": v.evidence,
-                "measured on": p.stand_ins.get(c.table, "") if v.status != V.NO_VERDICT else "",
+                "measured on": p.stand_ins.get(c.table, "") if v.cells is not None else "",  # only where something was measured
                 "published": published_text(v),
             }
         )
