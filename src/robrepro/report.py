@@ -314,7 +314,7 @@ def _clean_acc(doc: dict[str, Any], depth: int = 2) -> float | None:
     return None
 
 
-def _model_text(model: dict[str, Any], limit: int = 60) -> str:
+def _model_text(model: dict[str, Any], limit: int = 120) -> str:
     args = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in model.items() if k != "name")
     text = f"{model.get('name', 'model')}({args})"
     return text if len(text) <= limit else text[: limit - 1] + "…)"
