@@ -5,7 +5,10 @@ sortable tables, a short navigation, no external resource: it opens from disk an
 ``snakemake --report``) and ``REPORT.md`` beside it. One section per active paper of the plan,
 each led by its verdict summary: the claims of ``published/<paper>.claims.yaml`` judged by
 :mod:`robrepro.verdicts` (smoke: no verdict) and the counts of published numbers reproduced within
-tolerance, outside it, or without a published value. Then every table and figure with its notes
+tolerance, outside it, or without a published value. Each claim is shown with where the paper makes
+it, its quotation and note, its verdict in the tier's words (below the paper tier "effect shown at
+lite scale" and the like, naming the stand-in models and their clean accuracy: "supported" and
+"refuted" are the paper tier's), the evidence, and the same test on the paper's own numbers. Then every table and figure with its notes
 (the bullet lines of its Markdown), the settings it used, its data provenance (real or synthetic),
 the code version of its results and the compute its jobs took (the rules' benchmark files).
 Audits are added without being asked for: certified error >= attack error for every certified
@@ -77,6 +80,8 @@ class PaperReport:
     unknowns: list[dict[str, Any]] = field(default_factory=list)
     certified: list[dict[str, Any]] = field(default_factory=list)
     compute: dict[str, Any] = field(default_factory=dict)
+    unclaimed: list[dict[str, str]] = field(default_factory=list)
+    stand_ins: dict[str, str] = field(default_factory=dict)  # target -> the models its claims were measured on (below the paper tier)
 
     @property
     def numbers(self) -> dict[str, int]:
@@ -309,6 +314,41 @@ def certified_audit(plan: Plan, paper: str, docs: _Docs) -> list[dict[str, Any]]
     return rows
 
 
+def _clean_acc(doc: dict[str, Any], depth: int = 2) -> float | None:
+    """The clean accuracy (%) a result document states, at its top level or in a result it nests."""
+    if "clean_acc" in doc and isinstance(doc["clean_acc"], (int, float)):
+        return 100 * float(doc["clean_acc"])
+    if "std_err" in doc and isinstance(doc["std_err"], (int, float)):
+        return 100 * (1 - float(doc["std_err"]))
+    for v in doc.values() if depth else ():
+        if isinstance(v, dict) and (acc := _clean_acc(v, depth - 1)) is not None:
+            return acc
+    return None
+
+
+def _model_text(model: dict[str, Any], limit: int = 120) -> str:
+    args = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in model.items() if k != "name")
+    text = f"{model.get('name', 'model')}({args})"
+    return text if len(text) <= limit else text[: limit - 1] + "…)"
+
+
+def stand_ins(plan: Plan, target: PlannedTarget, docs: _Docs, limit: int = 8) -> str:
+    """The trained models behind ``target``, each with its clean accuracy where its results state one:
+    below the paper tier these small models stand in for the paper's, and a verdict speaks for them."""
+    job_of = {plan.job_file(*k): k for k in plan.jobs}
+    found: dict[str, dict[str, Any]] = {}
+    for f in target.inputs:
+        key = job_of.get(f)
+        if key is None or key[1] is None or (key[0], key[1]) not in plan.runs:
+            continue
+        entry = found.setdefault(key[1], {"model": _model_text(plan.runs[(key[0], key[1])]["model"]), "acc": None})
+        if entry["acc"] is None:
+            entry["acc"] = _clean_acc(docs.get(f) or {})
+    items = [f"{run} = {e['model']}" + (f", clean accuracy {e['acc']:.1f} %" if e["acc"] is not None else "") for run, e in found.items()]
+    more = f"; and {len(items) - limit} more" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more
+
+
 def collect(config: dict[str, Any], root: str | os.PathLike = ".") -> Report:
     """Everything the report shows, read from the results under ``root`` (the workflow's working directory)."""
     from .reporting import data_label
@@ -350,6 +390,9 @@ def collect(config: dict[str, Any], root: str | os.PathLike = ".") -> Report:
                 if t.name not in tables:
                     tables[t.name] = _read_csv(base / t.outputs["csv"])
             verdicts = [V.judge(c, tables, tier) for c in claims]
+        unclaimed = V.load_unclaimed(name) if claims is not None else []
+        judged_on = {v.claim.table for v in verdicts or []} if tier != "paper" else set()
+        models = {t: stand_ins(plan, plan.targets[t], docs) for t in sorted(judged_on) if t in plan.targets}
         papers.append(
             PaperReport(
                 name,
@@ -360,6 +403,8 @@ def collect(config: dict[str, Any], root: str | os.PathLike = ".") -> Report:
                 unknown_settings(config, name),
                 certified_audit(plan, name, docs),
                 compute(base, sorted(paper_bench)),
+                unclaimed,
+                models,
             )
         )
     g = git_state()
@@ -411,7 +456,8 @@ def numbers_text(n: dict[str, int], tier: str) -> str:
     return ", ".join(parts)
 
 
-def claims_text(p: PaperReport) -> str:
+def claims_text(p: PaperReport, tier: str) -> str:
+    """The paper's verdict counts, in the tier's words (below the paper tier: "effect shown at lite scale")."""
     if p.claims_error:
         return "claims file invalid"
     if p.verdicts is None:
@@ -421,7 +467,8 @@ def claims_text(p: PaperReport) -> str:
         return "no claims"
     if c[V.NO_VERDICT] == len(p.verdicts):
         return f"{len(p.verdicts)} claims: {p.verdicts[0].evidence.split(' (')[0]}" if p.verdicts else ""
-    parts = [f"{c[s]} {s}" for s in (V.SUPPORTED, V.REFUTED, V.INCONCLUSIVE) if c[s] or s != V.INCONCLUSIVE]
+    shown = (V.SUPPORTED, V.REFUTED, V.NOT_DECIDABLE, V.INCONCLUSIVE)
+    parts = [f"{c[s]} {V.status_label(s, tier)}" for s in shown if c[s] or s in (V.SUPPORTED, V.REFUTED)]
     if c[V.NO_VERDICT]:
         parts.append(f"{c[V.NO_VERDICT]} not judged at this tier")
     return ", ".join(parts)
@@ -438,9 +485,10 @@ def _slug(s: str) -> str:
 TIER_NOTE = {
     "smoke": "SMOKE TIER: tiny models, subsets and few steps, some datasets synthetic. The numbers check the pipeline end to end; "
     "no claim and no number is judged here (smoke: no verdict).",
-    "lite": "LITE TIER: small models trained for minutes on real MNIST (and Iris) on a CPU. The claims these data can decide are judged: "
-    "a verdict says whether the effect shows at this scale. Published numbers are the papers' full-size results, so 'outside "
-    "tolerance' is expected here; only the paper tier decides them.",
+    "lite": "LITE TIER: small stand-in models trained for minutes on real MNIST (and Iris) on a CPU, not the papers' models. "
+    "A verdict here says only whether the effect shows at this scale, on the stand-ins named beside it; no claim of a paper is "
+    "confirmed or contradicted by it. Published numbers are the papers' full-size results, so 'outside tolerance' is expected "
+    "here; only the paper tier decides them.",
     "paper": "PAPER TIER: the papers' settings as far as they are known (see the unknown settings of each paper).",
 }
 
@@ -458,7 +506,7 @@ table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}
 th,td{border:1px solid #d8dde6;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#eef1f6;cursor:pointer;white-space:nowrap}th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-.supported,.ok{background:#dff3e3}.refuted,.bad{background:#fadbd8}.inconclusive{background:#fff1c9}.no-verdict{background:#eceff3}
+.v-yes,.ok{background:#dff3e3}.v-no,.bad{background:#fadbd8}.v-open{background:#fff1c9}.v-nd,.v-none{background:#eceff3}
 .badge{padding:.05rem .45rem;border-radius:3px;font-weight:600;white-space:nowrap}
 .meta{color:#4b5565;font-size:.85rem}
 details{margin:.4rem 0}summary{cursor:pointer;color:#1f5fa8}
@@ -504,57 +552,118 @@ def html_table(df: pd.DataFrame, max_rows: int = 2000) -> str:
     return f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{more}'
 
 
+STATUS_CLASS = {V.SUPPORTED: "v-yes", V.REFUTED: "v-no", V.INCONCLUSIVE: "v-open", V.NOT_DECIDABLE: "v-nd", V.NO_VERDICT: "v-none"}
+
+
 def _verdict_class(v: str) -> str:
     """Colour of a verdict cell: ours, or an audit table's (whose words say whether a result holds)."""
-    if v in V.STATUSES:
-        return v.replace(" ", "-")
+    if v in STATUS_CLASS:
+        return STATUS_CLASS[v]
     w = v.lower()
-    if v == V.HOLD or "holds" in w or "real" in w:
-        return "supported"
+    if v in V.UNDECIDABLE or "not decidable" in w or "not testable" in w:
+        return "v-nd"
+    if v == V.HOLD or "holds" in w or "real" in w or "confirmed" in w:
+        return "v-yes"
     if v == V.FAIL or any(x in w for x in ("masking", "fails", "refuted", "violat")):
-        return "refuted"
-    return "inconclusive"
+        return "v-no"
+    return "v-open"
 
 
-def _badge(status: str) -> str:
-    return f'<span class="badge {status.replace(" ", "-")}">{_e(status)}</span>'
+def _badge(status: str, tier: str) -> str:
+    return f'<span class="badge {STATUS_CLASS.get(status, "v-open")}">{_e(V.status_label(status, tier))}</span>'
 
 
 def _png_data(root: Path, rel: str) -> str:
     return "data:image/png;base64," + base64.b64encode((root / rel).read_bytes()).decode("ascii")
 
 
-CELL_COLUMNS = {"left": "group", "right": "against", "left_value": "value", "right_value": "its value", "diff": "difference", "pm": "± noise (z se)"}
+CELL_COLUMNS = {
+    "left": "group",
+    "right": "against",
+    "left_value": "value",
+    "right_value": "its value",
+    "diff": "difference",
+    "pm": "± noise (z se)",
+    "p_hold": "p (claim holds)",
+    "p_fail_holm": "p (claim fails), Holm",
+}
 
 
-def _claims_html(p: PaperReport, known_targets: set[str]) -> str:
+def published_text(v: V.Verdict) -> str:
+    """The claim's test on the paper's own published numbers, in words."""
+    if v.on_published:
+        return v.on_published
+    if v.status == V.NO_VERDICT:
+        return "not run at this tier"
+    if "published" in v.claim.test:
+        return "not run: no data"
+    return "no published number in this test"
+
+
+def quote_text(c: V.Claim) -> str:
+    return " … ".join(f"“{q}”" for q in c.quote)
+
+
+def claim_rows(p: PaperReport, tier: str) -> list[dict[str, str]]:
+    """One row per claim with everything both renderings show: the claim, its source and quotation,
+    its note, the verdict in the tier's words, the evidence, the models it was measured on and the
+    check on the paper's own numbers."""
+    out = []
+    for v in p.verdicts or []:
+        c = v.claim
+        out.append(
+            {
+                "id": c.id,
+                "claim": c.claim,
+                "quote": quote_text(c),
+                "where": c.where,
+                "note": c.note,
+                "table": c.table,
+                "status": v.status,
+                "verdict": V.status_label(v.status, tier),
+                "evidence": v.evidence,
+                "measured on": p.stand_ins.get(c.table, "") if v.cells is not None else "",  # only where something was measured
+                "published": published_text(v),
+            }
+        )
+    return out
+
+
+def _claims_html(p: PaperReport, known_targets: set[str], tier: str) -> str:
     if p.claims_error:
         return f'<p class="banner">The claims file does not validate; no claim is judged.</p><pre>{_e(p.claims_error)}</pre>'
     if p.verdicts is None:
         return f"<p>No claims file yet (<code>published/{_e(p.name)}.claims.yaml</code>): no qualitative claim of this paper is judged.</p>"
     if not p.verdicts:
-        return "<p>The claims file lists no claims.</p>"
+        return "<p>The claims file lists no claims.</p>" + _unclaimed_html(p)
     rows = []
-    for v in p.verdicts:
-        c = v.claim
-        on = f"target-{_slug(c.table)}"
-        judged = f'<a href="#{on}">{_e(c.table)}</a>' if c.table in known_targets else f"{_e(c.table)} (not in this tier's plan)"
-        pub = _e(v.on_published) if v.on_published else ""
-        note = f'<br><span class="meta">{_e(c.note)}</span>' if c.note else ""
+    for r in claim_rows(p, tier):
+        on = f"target-{_slug(r['table'])}"
+        judged = f'<a href="#{on}">{_e(r["table"])}</a>' if r["table"] in known_targets else f"{_e(r['table'])} (not in this tier's plan)"
+        quote = f"<br><i>{_e(r['quote'])}</i>" if r["quote"] else ""
+        note = f'<br><span class="meta">Note: {_e(r["note"])}</span>' if r["note"] else ""
+        models = f'<br><span class="meta">Measured on the stand-ins {_e(r["measured on"])}.</span>' if r["measured on"] else ""
         rows.append(
-            f'<tr id="claim-{_slug(p.name)}-{_slug(c.id)}"><td>{_e(c.id)}</td><td>{_e(c.claim)}{note}</td><td>{_e(c.where)}</td><td>{judged}</td>'
-            f"<td>{_badge(v.status)}</td><td>{_e(v.evidence)}</td><td>{pub}</td></tr>"
+            f'<tr id="claim-{_slug(p.name)}-{_slug(r["id"])}"><td>{_e(r["id"])}</td><td>{_e(r["claim"])}{quote}{note}</td><td>{_e(r["where"])}</td>'
+            f"<td>{judged}</td><td>{_badge(r['status'], tier)}</td><td>{_e(r['evidence'])}{models}</td><td>{_e(r['published'])}</td></tr>"
         )
     table = (
-        '<div class="scroll"><table class="sortable"><thead><tr><th>id</th><th>claim</th><th>where</th><th>judged on</th><th>verdict</th>'
-        f"<th>evidence</th><th>on the paper's own numbers</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        '<div class="scroll"><table class="sortable"><thead><tr><th>id</th><th>claim (the paper\'s words, note)</th><th>where</th><th>judged on</th>'
+        f"<th>verdict</th><th>evidence</th><th>on the paper's own numbers</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
     details = "".join(
         f"<details><summary>{_e(v.claim.id)}: every comparison</summary>{html_table(v.cells.rename(columns=CELL_COLUMNS))}</details>"
         for v in p.verdicts
         if v.cells is not None and len(v.cells)
     )
-    return table + details
+    return table + details + _unclaimed_html(p)
+
+
+def _unclaimed_html(p: PaperReport) -> str:
+    if not p.unclaimed:
+        return ""
+    items = "".join(f"<li><code>{_e(u['target'])}</code>: {_e(u['reason'])}</li>" for u in p.unclaimed)
+    return f"<p>Tables and figures without a claim:</p><ul>{items}</ul>"
 
 
 def _settings_html(t: TargetInfo) -> str:
@@ -649,7 +758,7 @@ def render_html(rep: Report, root: str | os.PathLike = ".") -> str:
     for p in rep.papers:
         audit = audit_summary(p)
         summary_rows.append(
-            f'<tr><td><a href="#paper-{_slug(p.name)}">{_e(p.title)}</a></td><td>{_e(claims_text(p))}</td>'
+            f'<tr><td><a href="#paper-{_slug(p.name)}">{_e(p.title)}</a></td><td>{_e(claims_text(p, rep.tier))}</td>'
             f"<td>{_e(numbers_text(p.numbers, rep.tier))}</td><td>{_e(audit)}</td><td>{_e(compute_text(p.compute))}</td></tr>"
         )
     body = [
@@ -666,11 +775,11 @@ def render_html(rep: Report, root: str | os.PathLike = ".") -> str:
         toc = "".join(f'<li><a href="#target-{_slug(t.target.name)}">{_e(t.target.title)}</a></li>' for t in p.targets)
         body += [
             f'<h2 id="paper-{_slug(p.name)}">{_e(p.title)}</h2>',
-            f"<p><b>Claims:</b> {_e(claims_text(p))}. <b>Published numbers:</b> {_e(numbers_text(p.numbers, rep.tier))}. "
+            f"<p><b>Claims:</b> {_e(claims_text(p, rep.tier))}. <b>Published numbers:</b> {_e(numbers_text(p.numbers, rep.tier))}. "
             f"<b>Compute:</b> {_e(compute_text(p.compute))}.</p>",
             f"<ul>{toc}</ul>" if toc else "<p>No tables or figures of this paper at this tier.</p>",
             f'<h3 id="claims-{_slug(p.name)}">Claims</h3>',
-            _claims_html(p, known),
+            _claims_html(p, known, rep.tier),
         ]
         body += [_target_html(t, root, rep.tier) for t in p.targets]
         body += [f'<h3 id="unknowns-{_slug(p.name)}">Settings the paper does not give</h3>', _unknowns_html(p)]
@@ -679,7 +788,7 @@ def render_html(rep: Report, root: str | os.PathLike = ".") -> str:
         inner = _certified_html(p) + _audit_verdicts_html(p)
         body.append(f"<h3>{_e(p.title)}</h3>" + (inner or "<p>No certified results and no audit table at this tier.</p>"))
         body.append(f'<p>Settings marked [UNKNOWN]/[INF]: {len(p.unknowns)}, listed in <a href="#unknowns-{_slug(p.name)}">the paper\'s section</a>.</p>')
-    body.append(READING_HTML)
+    body.append(reading_html(rep.tier))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Reproduction report ({_e(rep.tier)})</title><style>{CSS}</style></head><body>"
@@ -687,17 +796,32 @@ def render_html(rep: Report, root: str | os.PathLike = ".") -> str:
     )
 
 
-READING_TEXT = [
-    "Claims: supported when every comparison of the claim's predicate clears its margin by 1.96 standard errors (binomial, from the "
-    "n column), refuted when one comparison misses it by as much, inconclusive when a difference is within noise or data are missing. "
-    "'no verdict' marks a claim at a tier that cannot decide it; the smoke tier decides none.",
-    "On the paper's own numbers: the same predicate run on the published values, which checks how the claim is encoded and shows "
-    "where a paper's tables contradict its summary.",
-    "Published numbers: within tolerance or outside it (tolerance per number, in published/<paper>.csv); rows on synthetic data are never judged.",
-    "Compute: wall and CPU time of the jobs behind a table or figure, including the training of every model it evaluates "
-    "(a model shared by several tables counts in each), from results/<tier>/benchmarks/.",
-]
-READING_HTML = '<h2 id="reading">How to read this report</h2><ul>' + "".join(f"<li>{_e(t)}</li>" for t in READING_TEXT) + "</ul>"
+def reading_text(tier: str) -> list[str]:
+    """How to read the report, in the words the tier's verdicts use."""
+
+    def w(status):
+        return V.status_label(status, tier)
+
+    return [
+        f"Claims: '{w(V.SUPPORTED)}' when every comparison of the claim's predicate clears its margin at the one-sided 2.5 % level "
+        "(binomial errors from the n column; paired McNemar where the table carries per-point results; seed-to-seed variance where "
+        f"it has several seeds); '{w(V.REFUTED)}' when a comparison misses it at that level after Holm's correction over all of the "
+        f"claim's comparisons; '{w(V.NOT_DECIDABLE)}' when nothing misses and every comparison that does not clear it has all its "
+        "values at the metric's floor or ceiling (within 1 % of its scale: 0 % against 0 % accuracy) or a test too weak to resolve "
+        f"the margin or tolerance at this n (its power is in the evidence); '{w(V.INCONCLUSIVE)}' otherwise (within noise, missing "
+        "data). 'no verdict' marks a claim at a tier that cannot decide it; the smoke tier decides none.",
+        "Below the paper tier a verdict speaks for the small stand-in models named beside it (with their clean accuracy where their "
+        "results give it), not for the paper's models: only the paper tier confirms or contradicts a claim of a paper.",
+        "On the paper's own numbers: the same predicate run on the published values, which checks how the claim is encoded and shows "
+        "where a paper's tables contradict its summary.",
+        "Published numbers: within tolerance or outside it (tolerance per number, in published/<paper>.csv); rows on synthetic data are never judged.",
+        "Compute: wall and CPU time of the jobs behind a table or figure, including the training of every model it evaluates "
+        "(a model shared by several tables counts in each), from results/<tier>/benchmarks/.",
+    ]
+
+
+def reading_html(tier: str) -> str:
+    return '<h2 id="reading">How to read this report</h2><ul>' + "".join(f"<li>{_e(t)}</li>" for t in reading_text(tier)) + "</ul>"
 
 
 # --- Markdown ----------------------------------------------------------------------------------------
@@ -714,18 +838,43 @@ def md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _claims_md(p: PaperReport, tier: str) -> list[str]:
+    rows = claim_rows(p, tier)
+    if not rows:
+        return ["No claims.", ""]
+    cols = {
+        "id": "id",
+        "claim": "claim",
+        "where": "where",
+        "table": "judged on",
+        "verdict": "verdict",
+        "evidence": "evidence",
+        "published": "on the paper's numbers",
+    }
+    out = [md_table(pd.DataFrame(rows)[list(cols)].rename(columns=cols)), ""]
+    for r in rows:
+        extra = [f"the paper: {r['quote']}" if r["quote"] else "", f"note: {r['note']}" if r["note"] else ""]
+        extra.append(f"measured on the stand-ins {r['measured on']}" if r["measured on"] else "")
+        if any(extra):
+            out.append(f"- **{r['id']}**: " + "; ".join(x for x in extra if x))
+    if p.unclaimed:
+        out += ["", "Tables and figures without a claim:", ""] + [f"- `{u['target']}`: {u['reason']}" for u in p.unclaimed]
+    return out + [""]
+
+
 def render_md(rep: Report, md_path: str | os.PathLike) -> str:
     out = [f"# Reproduction report: {rep.tier} tier", "", f"> {TIER_NOTE.get(rep.tier, '')}", ""]
     out += [f"Results under `{rep.root}`; report built {rep.generated} from code {rep.code}.", "", "## Summary", ""]
     rows = [
-        {"paper": p.title, "claims": claims_text(p), "published numbers": numbers_text(p.numbers, rep.tier), "audits": audit_summary(p)} for p in rep.papers
+        {"paper": p.title, "claims": claims_text(p, rep.tier), "published numbers": numbers_text(p.numbers, rep.tier), "audits": audit_summary(p)}
+        for p in rep.papers
     ]
     out += [md_table(pd.DataFrame(rows)) if rows else "No paper is active in this configuration.", ""]
     for p in rep.papers:
         out += [
             f"## {p.title}",
             "",
-            f"**Claims:** {claims_text(p)}. **Published numbers:** {numbers_text(p.numbers, rep.tier)}. **Compute:** {compute_text(p.compute)}.",
+            f"**Claims:** {claims_text(p, rep.tier)}. **Published numbers:** {numbers_text(p.numbers, rep.tier)}. **Compute:** {compute_text(p.compute)}.",
             "",
         ]
         out += ["### Claims", ""]
@@ -734,20 +883,7 @@ def render_md(rep: Report, md_path: str | os.PathLike) -> str:
         elif p.verdicts is None:
             out += [f"No claims file yet (`published/{p.name}.claims.yaml`).", ""]
         else:
-            df = pd.DataFrame(
-                [
-                    {
-                        "id": v.claim.id,
-                        "claim": v.claim.claim,
-                        "judged on": v.claim.table,
-                        "verdict": v.status,
-                        "evidence": v.evidence,
-                        "on the paper's numbers": v.on_published,
-                    }
-                    for v in p.verdicts
-                ]
-            )
-            out += [md_table(df) if len(df) else "No claims.", ""]
+            out += _claims_md(p, rep.tier)
         for t in p.targets:
             tg = t.target
             out += [f"### {tg.title} ({tg.name})", ""]
@@ -774,7 +910,7 @@ def render_md(rep: Report, md_path: str | os.PathLike) -> str:
             bad = [r for r in p.certified if not r["ok"]]
             out += [f"- {p.title}: {certified_summary(p)}" + (f"; violations: {bad}" if bad else "")]
         out += [f"- {audit_counts(t)}" for t in _audit_tables(p)]
-    out += ["", "## How to read this report", ""] + [f"- {t}" for t in READING_TEXT] + [""]
+    out += ["", "## How to read this report", ""] + [f"- {t}" for t in reading_text(rep.tier)] + [""]
     return "\n".join(out)
 
 
