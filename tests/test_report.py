@@ -452,7 +452,8 @@ def test_stand_ins_name_each_model_behind_a_target_with_its_clean_accuracy(repo_
     runs = sorted({run_of[f] for f in target.inputs if f in run_of})
     first = next(f for f in target.inputs if run_of.get(f) == runs[0])
     (tmp_path / first).parent.mkdir(parents=True)
-    (tmp_path / first).write_text(json.dumps({"attacks": {"pgd": {"clean_acc": 0.975}}}))
+    # A complete result, as the job writes it: the report reads results through the checked reader.
+    (tmp_path / first).write_text(json.dumps({"attacks": {"pgd": {"clean_acc": 0.975}}, "provenance": {}, "complete": True}))
     text = stand_ins(plan, target, _Docs(tmp_path), limit=100)
     model = plan.runs[(target.paper, runs[0])]["model"]
     assert f"{runs[0]} = {model.get('name', 'model')}(" in text and "clean accuracy 97.5 %" in text
