@@ -198,7 +198,7 @@ def main(argv=None) -> None:
     s.add_argument("configfile", nargs="*", default=["config/config.yaml"], help="configuration files, merged left to right")
     s.add_argument("--tier", default=None, help="tier to cost (default: the configuration's)")
     s.add_argument("--paper", action="append", help="cost only this paper (repeatable)")
-    s.add_argument("--match", default=None, help="cost only the jobs whose key (e.g. eval/ssp/<run>/attack/pgd) this regex finds")
+    s.add_argument("--match", default=None, help="cost only the jobs whose key (e.g. eval/<paper>/<run>/attack/pgd) this regex finds")
     s.add_argument("--config-dir", default=None, help="folder holding papers/<paper>[.<tier>].yaml (default: the first file's folder)")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=None, help="torch threads of every timing (default: each job's resources.<kind>.threads)")

@@ -101,6 +101,11 @@ def _missing_optional_packages() -> None:
             def close(self):
                 pass
 
+            @staticmethod
+            def write(line, file=None):
+                # Progress lines (robrepro.progress) still reach the log without tqdm.
+                print(line, file=file or sys.stderr)
+
         auto = types.ModuleType("tqdm.auto")
         auto.tqdm = Silent
         root = types.ModuleType("tqdm")
