@@ -57,3 +57,17 @@ def test_a_failed_job_prints_its_log_tail_and_the_rerun_command(tmp_path):
     assert "failed (exit 1); last 30 lines of boom.log:" in err
     assert "line11\n" in err and "line40\n" in err and "line10\n" not in err
     assert "rerun: snakemake out/boom.txt --cores 1 --configfile my.yaml" in err
+
+
+def test_snakemake_names_the_tiers_of_a_target_absent_at_lite(repo_root):
+    """The workflow's own answer, on a real dry run (not Snakemake's "No rule to produce")."""
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "node_fig1", "--configfile", "config/lite.yaml"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "No rule to produce" not in out
+    assert "node_fig1 is not built at the lite tier" in out and "smoke and paper tiers build it" in out
