@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from robrepro import reporting as R
-from robrepro.papers import node, ssp, trdnn
+from robrepro.papers import gm, node, ssp, trdnn
 
 PROVENANCE = {"data_source": "real", "git": {"commit": "0123456789abcdef", "dirty": False}, "spec": {"tier": "lite"}}
 
@@ -118,6 +118,35 @@ def fig3_docs(tmp_path) -> list[str]:
     ]
 
 
+def _verify(tmp_path, name: str, ds: str, method: str, eps_train, eps: list[float], experiment="table3", variants=(), objective=None) -> str:
+    """A verification result: verified error under two bounds growing with eps, as GM's curves."""
+    doc = {
+        "kind": "verify",
+        "run": name,
+        "experiment": experiment,
+        "labels": {"dataset": ds, "method": method, "eps_train": eps_train, "variants": list(variants)},
+        "objective": objective or {},
+        "n": 200,
+        "std_err": 0.1,
+        "eps_labels": [f"{e:g}" for e in eps],
+        "per_eps": [{"eps": e, "attack_err": 0.2 + e, "verified_err": {"ibp": min(1.0, 0.3 + e), "crown_ibp": min(1.0, 0.25 + e)}} for e in eps],
+    }
+    return _write(tmp_path, name, doc)
+
+
+def gm_fig3_docs(tmp_path, eps_train: float) -> list[str]:
+    # eps_train 0.5 is a setting of Table 3 (published verified errors at 0.2, 0.3, 0.4); 0.1 is none.
+    eps = [0.1, 0.2, 0.3, 0.4, 0.5] if eps_train == 0.5 else [0.05, 0.1]
+    return [_verify(tmp_path, f"{m}-{eps_train}", "mnist", m, eps_train, eps) for m in ("ibp", "crown_ibp", "gm_crown_ibp")]
+
+
+def gm_fig4_docs(tmp_path) -> list[str]:
+    eps = [0.1, 0.2, 0.3]
+    weights = [_verify(tmp_path, f"w-{w}", "mnist", "gm_crown_ibp", 0.5, eps, "fig4", [f"w-{w}"], {"gm_weight": w}) for w in ("uniform", "inverse", "exp")]
+    sizes = [_verify(tmp_path, f"n{n}", "mnist", "gm_crown_ibp", 0.5, eps, "fig4", [f"n{n}"], {"gm_n": n}) for n in (1, 5)]
+    return weights + sizes
+
+
 def build_all(tmp_path) -> dict[str, object]:
     """Every figure builder of SSP, TRDNN and NODE on hand-made results; returns name -> returned frame."""
     return {
@@ -127,6 +156,9 @@ def build_all(tmp_path) -> dict[str, object]:
         "node_fig1": node.fig1(fig1_docs(tmp_path / "d"), _outputs(tmp_path, "node_fig1")),
         "node_fig2": node.fig2(fig2_docs(tmp_path / "e"), _outputs(tmp_path, "node_fig2")),
         "node_fig3": node.fig3(fig3_docs(tmp_path / "f"), _outputs(tmp_path, "node_fig3"), {"mnist": 3.0, "cifar10": 3.0}, 16, 33.0),
+        "gm_fig3_published": gm.fig3(gm_fig3_docs(tmp_path / "g", 0.5), _outputs(tmp_path, "gm_fig3_published"), {"mnist": 0.1}),
+        "gm_fig3_unpublished": gm.fig3(gm_fig3_docs(tmp_path / "h", 0.1), _outputs(tmp_path, "gm_fig3_unpublished"), {"mnist": 0.05}),
+        "gm_fig4": gm.fig4(gm_fig4_docs(tmp_path / "i"), _outputs(tmp_path, "gm_fig4")),
     }
 
 
@@ -201,7 +233,7 @@ def title_of(fig) -> str:
 def figures(tmp_path_factory):
     """Every figure drawn once for the module (drawing is the slow part): name -> figure."""
     tmp = tmp_path_factory.mktemp("figs")
-    for d in "abcdef":
+    for d in "abcdefghi":
         (tmp / d).mkdir()
     figs = []
     save = R.save_figure
@@ -215,7 +247,17 @@ def figures(tmp_path_factory):
     return dict(zip(names, figs))
 
 
-NAMES = ["ssp_pgr_published", "ssp_pgr_unpublished", "trdnn_landscape", "node_fig1", "node_fig2", "node_fig3"]
+NAMES = [
+    "ssp_pgr_published",
+    "ssp_pgr_unpublished",
+    "trdnn_landscape",
+    "node_fig1",
+    "node_fig2",
+    "node_fig3",
+    "gm_fig3_published",
+    "gm_fig3_unpublished",
+    "gm_fig4",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -237,13 +279,38 @@ def test_axes_are_labelled_in_words_and_accuracy_in_percent(figures, name):
     assert accuracy_not_in_percent(fig) == []
 
 
-@pytest.mark.parametrize("name", ["ssp_pgr_published", "node_fig2", "node_fig3"])
+@pytest.mark.parametrize("name", ["ssp_pgr_published", "node_fig2", "node_fig3", "gm_fig3_published"])
 def test_published_values_are_drawn_where_the_paper_has_them(figures, name):
     assert published_labels(figures[name])
     assert R.NOTHING_PUBLISHED not in title_of(figures[name])
 
 
-@pytest.mark.parametrize("name", ["ssp_pgr_unpublished", "trdnn_landscape", "node_fig1"])
+@pytest.mark.parametrize("name", ["ssp_pgr_unpublished", "trdnn_landscape", "node_fig1", "gm_fig3_unpublished", "gm_fig4"])
 def test_a_figure_with_nothing_published_says_so(figures, name):
     assert not published_labels(figures[name])
     assert R.NOTHING_PUBLISHED in title_of(figures[name])
+
+
+@pytest.mark.parametrize("name", ["gm_fig3_published", "gm_fig3_unpublished", "gm_fig4"])
+def test_legend_entries_are_words(figures, name):
+    """GM's curves are named by methods, bounds and variants: in words, never their identifiers."""
+    texts = [t.get_text() for leg in _legends(figures[name]) for t in leg.get_texts()]
+    assert texts and not [t for t in texts if "_" in t or "=" in t.split(" = ")[0]]
+
+
+def test_gm_published_points_sit_at_table3_radii(figures):
+    """Table 3's verified errors of MNIST at eps_train 0.5 (eps 0.2, 0.3, 0.4; three methods) in the
+    verified panel, none in the total-error panel."""
+    fig = figures["gm_fig3_published"]
+    verified, total = (ax for ax in fig.axes[:2])
+    xs = sorted(round(float(x), 6) for c in verified.containers for x in np.asarray(c.lines[0].get_xdata()))
+    assert xs == sorted([0.2, 0.3, 0.4] * 3)
+    assert not total.containers
+
+
+def test_gm_figure_data_keep_their_columns(tmp_path):
+    """The figures' CSV keeps the data's identifiers (the words are for the reader only)."""
+    (tmp_path / "g").mkdir()
+    df = gm.fig3(gm_fig3_docs(tmp_path / "g", 0.5), _outputs(tmp_path, "f3"), {"mnist": 0.1})
+    assert {"method", "bound", "eps", "eps_train", "verified_err", "total_err", "panel"} <= set(df.columns)
+    assert set(df["method"]) == {"ibp", "crown_ibp", "gm_crown_ibp"} and set(df["panel"]) == {"verified", "total"}

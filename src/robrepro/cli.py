@@ -96,14 +96,19 @@ def cmd_report(a) -> None:
 
 
 def cmd_validate(a) -> None:
-    from .config import ConfigError, load
+    from pathlib import Path
 
+    from .config import ConfigError, load, user_files
+
+    # The folder Snakemake composes from: config/ of the project when run from its root, as Snakemake is.
+    config_dir = Path(a.config_dir or ("config" if Path("config", "config.yaml").is_file() else Path(a.files[0]).parent))
+    files = user_files(a.files, config_dir)
     try:
-        cfg = load(*a.files, config_dir=a.config_dir)
+        cfg = load(*files, config_dir=config_dir)
     except ConfigError as err:
         print(err, file=sys.stderr)
         sys.exit(2)
-    print(f"valid ({cfg['tier']} tier)")
+    print(f"valid ({cfg['tier']} tier): composed {' + '.join(map(str, files))}, under the paper files of {config_dir / 'papers'}")
 
 
 def cmd_cost(a) -> None:
@@ -189,9 +194,13 @@ def main(argv=None) -> None:
     s.add_argument("--out", nargs="+", required=True, help="output files (extension selects the format)")
     s.set_defaults(func=cmd_report)
 
-    s = sub.add_parser("validate-config", help="merge and validate config files")
+    s = sub.add_parser("validate-config", help="compose and validate the configuration Snakemake would run with these --configfile files")
     s.add_argument("files", nargs="+")
-    s.add_argument("--config-dir", default=None, help="folder holding papers/<paper>[.<tier>].yaml (default: the first file's folder)")
+    s.add_argument(
+        "--config-dir",
+        default=None,
+        help="the workflow's configuration folder: config.yaml, loaded first, and papers/<paper>[.<tier>].yaml (default: ./config, else the first file's folder)",
+    )
     s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("cost", help="time a few steps of every distinct job of a tier here; predict every job's time and memory")

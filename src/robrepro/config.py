@@ -145,6 +145,16 @@ def load(*paths: str | Path, overrides: dict[str, Any] | None = None, config_dir
     return compose(cfg, config_dir or (Path(paths[0]).parent if paths else "config"))
 
 
+def user_files(files: list[str | Path], config_dir: str | Path) -> list[Path]:
+    """The files Snakemake merges, in its order: the Snakefile's ``configfile:`` (``config.yaml`` of the
+    workflow's configuration folder) first, then each ``--configfile``. A file given alone would
+    otherwise be checked without the base the workflow always loads under it."""
+    base = Path(config_dir) / "config.yaml"
+    given = [Path(f) for f in files]
+    rest = [f for f in given if not (f.exists() and base.exists() and f.resolve() == base.resolve())]
+    return ([base] if base.exists() else []) + rest
+
+
 def merge(base: dict, other: dict) -> dict:
     """Recursive dict update, as Snakemake merges several config files."""
     for k, v in other.items():

@@ -1,6 +1,7 @@
 # Helpers for the workflow: configuration (composed and validated before any job starts), the plan
 # of runs, jobs and targets, and the input/param functions the rules call. No rules here.
 
+import copy
 import json
 import os
 import shlex
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 from robrepro.composed import compose_cached
+from robrepro.failures import RERUN_VAR, on_failure, rerun_args
 from robrepro.importgraph import job_files
 from robrepro.plan import Plan
 from robrepro.runtimes import Runtimes, outputs as runtimes_outputs
@@ -16,6 +18,8 @@ from robrepro.runtimes import Runtimes, outputs as runtimes_outputs
 CACHE = Path(".snakemake") / "robrepro"
 os.makedirs(CACHE, exist_ok=True)
 
+# The user's configuration before composing: asked again at other tiers for a target absent at this one.
+USER_CONFIG = copy.deepcopy(config)
 try:
     # Each paper's own configuration files (config/papers/) under the user's configuration.
     _composed = compose_cached(config, Path(workflow.basedir) / "config", CACHE / "config")
@@ -132,3 +136,16 @@ envvars:
 
 def json_param(obj):
     return json.dumps(obj, sort_keys=True)
+
+
+# A failed job prints its log's tail and a `snakemake <output>` line that reruns it, with the run's
+# --configfile files (robrepro.failures; every rule's command is wrapped with on_failure).
+os.environ[RERUN_VAR] = rerun_args(workflow.overwrite_configfiles)
+
+
+def target_of_other_tiers(wildcards):
+    """Input of the catch-all target of targets.smk, asked for a bare name nothing else produces.
+    Fails at once, when the DAG is built, naming the tiers that build it (robrepro.tier_targets)."""
+    from robrepro.tier_targets import absent_message
+
+    raise WorkflowError(absent_message(wildcards.target, USER_CONFIG, Path(workflow.basedir) / "config", CACHE / "config"))

@@ -19,8 +19,10 @@ rule prepare_data:
     params:
         source=lambda wildcards: config["data"][wildcards.dataset]["source"],
     shell:
-        'eval "set -- $ROBREPRO_DATA_ARGS"; python -m robrepro prepare-data --dataset {wildcards.dataset}'
-        ' --source {params.source} "$@" --out {output} > {log} 2>&1'
+        on_failure(
+            'eval "set -- $ROBREPRO_DATA_ARGS"; python -m robrepro prepare-data --dataset {wildcards.dataset}'
+            ' --source {params.source} "$@" --out {output} > {log} 2>&1'
+        )
 
 
 rule train:
@@ -46,9 +48,11 @@ rule train:
         # Undeclared on purpose: Snakemake deletes declared outputs before a job (re)starts.
         checkpoint=P.checkpoint("{paper}", "{run}"),
     shell:
-        'eval "set -- $ROBREPRO_RUN_ARGS"; python -m robrepro train --spec {params.spec:q} "$@"'
-        " --threads {threads} --checkpoint {params.checkpoint:q} --model-out {output.model:q}"
-        " --result-out {output.result:q} > {log} 2>&1"
+        on_failure(
+            'eval "set -- $ROBREPRO_RUN_ARGS"; python -m robrepro train --spec {params.spec:q} "$@"'
+            " --threads {threads} --checkpoint {params.checkpoint:q} --model-out {output.model:q}"
+            " --result-out {output.result:q} > {log} 2>&1"
+        )
 
 
 rule evaluate:
@@ -76,8 +80,10 @@ rule evaluate:
         # Undeclared on purpose, as the training checkpoint: resumable state of long jobs.
         partial=lambda wildcards, output: P.partial(output[0]),
     shell:
-        'eval "set -- $ROBREPRO_RUN_ARGS"; python -m robrepro evaluate --spec {params.spec:q} --model {input.model:q} "$@"'
-        " --threads {threads} --partial {params.partial:q} --out {output:q} > {log} 2>&1"
+        on_failure(
+            'eval "set -- $ROBREPRO_RUN_ARGS"; python -m robrepro evaluate --spec {params.spec:q} --model {input.model:q} "$@"'
+            " --threads {threads} --partial {params.partial:q} --out {output:q} > {log} 2>&1"
+        )
 
 
 rule standalone:
@@ -101,5 +107,7 @@ rule standalone:
         spec=standalone_spec_json,
         partial=lambda wildcards, output: P.partial(output[0]),
     shell:
-        'eval "set -- $ROBREPRO_RUN_ARGS"; python -m robrepro evaluate --spec {params.spec:q} "$@"'
-        " --threads {threads} --partial {params.partial:q} --out {output:q} > {log} 2>&1"
+        on_failure(
+            'eval "set -- $ROBREPRO_RUN_ARGS"; python -m robrepro evaluate --spec {params.spec:q} "$@"'
+            " --threads {threads} --partial {params.partial:q} --out {output:q} > {log} 2>&1"
+        )

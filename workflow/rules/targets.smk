@@ -37,7 +37,7 @@ for _t in PLAN.targets.values():
             builder=_t.builder,
             spec=json_param(_t.params),
         shell:
-            "python -m robrepro report {params.builder} --params {params.spec:q} --inputs {input.results:q} --out {output:q} > {log} 2>&1"
+            on_failure("python -m robrepro report {params.builder} --params {params.spec:q} --inputs {input.results:q} --out {output:q} > {log} 2>&1")
 
 
 for _paper in PLAN.papers:
@@ -48,3 +48,15 @@ for _paper in PLAN.papers:
         input:
             [f for t in PLAN.paper_targets(_paper) for f in t.outputs.values()],
         localrule: True
+
+
+# A bare name that no rule above produces (a target of another tier, or a typo): fails when the DAG
+# is built (a dry run too) with the tiers that build it, instead of "No rule to produce <name>".
+rule absent_target:
+    input:
+        target_of_other_tiers,
+    output:
+        "{target}",
+    wildcard_constraints:
+        target="[A-Za-z][A-Za-z0-9]*_[A-Za-z0-9_]+",
+    localrule: True

@@ -207,31 +207,73 @@ def table3(paths: list[str], outputs: dict[str, str], settings: list[dict[str, A
     return df
 
 
-def _plot_curves(df: pd.DataFrame, panels: list[tuple], outputs: dict[str, str], title: str, docs: list[dict[str, Any]], n_rows: int = 1) -> None:
-    """One axis per panel (name, rows, hue[, y column, y label]), ``n_rows`` rows of them."""
-    import matplotlib
+# Names a reader knows, for the identifiers of the data (the CSV keeps the identifiers).
+METHOD_NAMES = {"ibp": "IBP", "crown_ibp": "CROWN-IBP", "gm_crown_ibp": "GM-CROWN-IBP", "nominal": "nominal"}
+BOUND_NAMES = {"ibp": "IBP", "crown_ibp": "CROWN-IBP", "crown": "CROWN"}
+WEIGHT_NAMES = {"inverse": "1/r", "inverse_square": "1/r\u00b2", "exp": "exponential", "reverse_rank": "reverse rank", "uniform": "uniform", "linear": "linear"}
+BOUND_DASHES = ["-", "--", ":", "-."]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    sns.set_theme(style="whitegrid")
+def _variant_name(variant: str) -> str:
+    """Fig. 4's variant (``w=<weight>`` or ``N=<n>``) in words."""
+    key, _, value = variant.partition("=")
+    return f"weights {WEIGHT_NAMES.get(value, value)}" if key == "w" else f"robustness size N = {value}"
+
+
+def _per_255(eps_train) -> bool:
+    """Radii given in 1/255 (CIFAR-10): their axis reads in that unit, as the paper's."""
+    return str(eps_train).endswith("/255")
+
+
+def _published_verified(ds: str, eps_train) -> pd.DataFrame:
+    """Table 3's published verified errors (%) of one (dataset, eps_train), one row per (method, eps_eval)."""
+    pub = R.published("gm")
+    pub = pub[(pub["item"] == "table3") & (pub["metric"] == "verified_err")]
+    hit = [r for r in pub.itertuples() if r.key.get("dataset") == ds and R.same_value(r.key.get("eps_train"), eps_train)]
+    return pd.DataFrame(
+        [{"method": r.key["method"], "eps": parse_eps(r.key["eps_eval"]), "value": r.value, "tolerance": r.tolerance} for r in hit],
+        columns=["method", "eps", "value", "tolerance"],
+    )
+
+
+def _plot_curves(
+    df: pd.DataFrame, panels: list[tuple], outputs: dict[str, str], title: str, docs: list[dict[str, Any]], notes: list[str], n_rows: int = 1
+) -> None:
+    """One axis per panel (name, rows, hue, names of hue's values[, y column, y label, published]),
+    ``n_rows`` rows of them; one colour per hue value and one dash per bound across the figure, and
+    one legend beside the panels. ``published``: Table 3's points of the panel, drawn in the colour
+    of their method."""
+    hues = {h: f"C{i}" for i, h in enumerate(sorted({v for _, sub, hue, *_ in panels for v in sub[hue].dropna().unique()}))}
+    bounds = sorted(df["bound"].dropna().unique())
+    dashes = {b: BOUND_DASHES[i % len(BOUND_DASHES)] for i, b in enumerate(bounds)}
     n_cols = -(-len(panels) // n_rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.6 * n_rows), squeeze=False)
-    for ax, (name, sub, hue, *yl) in zip(axes.flat, panels):
-        y, ylabel = yl if yl else ("verified_err", "verified error (%)")
-        if len(sub):
-            # One colour per method and one dash per bound across every panel of the figure.
-            order = {"hue_order": sorted(df[hue].dropna().unique()), "style_order": sorted(df["bound"].dropna().unique())}
-            sns.lineplot(data=sub, x="eps", y=y, hue=hue, style="bound", marker="o", ax=ax, **order)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("evaluation radius eps")
-        ax.set_ylabel(ylabel)
-        ax.set_ylim(-2, 102)
-    fig.suptitle(R.figure_title(title, df, docs), fontsize=10)
-    fig.tight_layout()
+    fig, axes = R.new_figure(n_rows, n_cols, panel=(4.2, 3.2))
+    drawn = False
+    names: dict[str, str] = {}
+    for ax, (name, sub, hue, hue_names, *rest) in zip(axes.flat, panels):
+        y, ylabel, pub = rest if rest else ("verified_err", "verified error (%)", None)
+        per_255 = len(sub) > 0 and _per_255(sub["eps_train"].iloc[0])
+        scale = 255 if per_255 else 1
+        for (h, b), part in sub.sort_values("eps").groupby([hue, "bound"], sort=True):
+            ax.plot(part["eps"] * scale, part[y], color=hues[h], ls=dashes[b], marker="o", ms=4)
+            names[h] = hue_names(h)
+        if pub is not None:
+            for m, part in pub.groupby("method"):
+                R.draw_published(ax, part["eps"] * scale, part["value"], part["tolerance"], color=hues.get(m, "black"), label="published (Table 3)")
+                drawn = True
+        ax.set_title(name)
+        ax.set_xlabel("evaluation radius \u03b5 (in 1/255)" if per_255 else "evaluation radius \u03b5 (pixels in [0, 1])")
+        R.accuracy_axis(ax, ylabel)
+    # The legend's entries: the colours (methods or variants), then the dashes (bounds).
+    first = axes.flat[0]
+    for h, color in hues.items():
+        first.plot([], [], color=color, marker="o", ms=4, label=names.get(h, h))
+    for b, ls in dashes.items():
+        first.plot([], [], color="0.35", ls=ls, label=f"verified with the {BOUND_NAMES.get(b, b)} bound")
+    R.legend_outside(fig)
+    R.figure_notes(fig, R.provenance_notes(docs) + notes)
+    fig.suptitle(R.figure_title(title, df, docs, published=drawn))
     R.save_figure(fig, outputs)
-    plt.close(fig)
     R.write_figure_data(df, outputs)
 
 
@@ -271,19 +313,43 @@ def fig3(paths: list[str], outputs: dict[str, str], total_step: dict[str, Any]) 
     verified = _long(ev).assign(panel="verified")
     df = pd.concat([verified, total_errors(verified, total_step)], ignore_index=True)
     settings = sorted(set(zip(df.dataset, df.eps_train)))
-    panels = [(f"verified: {ds}, eps_train {et}", verified[(verified.dataset == ds) & (verified.eps_train == et)], "method") for ds, et in settings]
-    total = df[df.panel == "total"]
-    panels += [
+    method = lambda m: METHOD_NAMES.get(m, m)  # noqa: E731
+    name = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
+    panels = [
         (
-            f"total (step {total_step[ds]}): {ds}, eps_train {et}",
-            total[(total.dataset == ds) & (total.eps_train == et)],
+            f"verified: {name.get(ds, ds)}, trained at \u03b5 = {et}",
+            verified[(verified.dataset == ds) & (verified.eps_train == et)],
             "method",
-            "total_err",
-            "total error (%): mean verified error up to eps",
+            method,
+            "verified_err",
+            "verified error (%)",
+            _published_verified(ds, et),
         )
         for ds, et in settings
     ]
-    _plot_curves(df, panels, outputs, "GM Fig. 3: verified error (top) and total error (bottom) vs eps (drawdown)", docs, n_rows=2)
+    total = df[df.panel == "total"]
+    panels += [
+        (
+            f"total (step {total_step[ds]}): {name.get(ds, ds)}, trained at \u03b5 = {et}",
+            total[(total.dataset == ds) & (total.eps_train == et)],
+            "method",
+            method,
+            "total_err",
+            "total error (%)",
+            None,
+        )
+        for ds, et in settings
+    ]
+    notes = [
+        "Top: verified error (upper bound on the robust error) against the radius it is certified at; "
+        + (
+            "diamonds: Table 3's published verified error, with its tolerance, in its method's colour."
+            if any(len(p[6]) for p in panels if p[6] is not None)
+            else "Table 3 publishes no verified error at these training radii (it does at the paper tier's)."
+        ),
+        "Bottom: total error = mean verified error over the radii step, 2 step, ... up to \u03b5 (a reading of a term the paper does not define).",
+    ]
+    _plot_curves(df, panels, outputs, "GM Fig. 3: verified error (top) and total error (bottom) vs \u03b5", docs, notes, n_rows=2)
     return df
 
 
@@ -305,7 +371,9 @@ def fig4(paths: list[str], outputs: dict[str, str]) -> pd.DataFrame:
                 panel_of["(b) decreasing weights"].append(sub)
             if v.startswith("n"):
                 panel_of["(c) robustness size N"].append(sub)
-    panels = [(name, pd.concat(parts) if parts else ev.iloc[0:0].assign(variant=[]), "variant") for name, parts in panel_of.items()]
+    panels = [(name, pd.concat(parts) if parts else ev.iloc[0:0].assign(variant=[]), "variant", _variant_name) for name, parts in panel_of.items()]
     df = pd.concat([p[1].assign(panel=p[0]) for p in panels if len(p[1])], ignore_index=True)
-    _plot_curves(df, panels, outputs, "GM Fig. 4: ablations of GM-CROWN-IBP", docs)
+    # The paper gives Fig. 4 as plots only: no published number to draw beside the curves.
+    notes = ["GM-CROWN-IBP with GM's weight over the radii r (a, b) or its number of radii N (c); the paper publishes these curves as plots only."]
+    _plot_curves(df, panels, outputs, "GM Fig. 4: ablations of GM-CROWN-IBP", docs, notes)
     return df
