@@ -419,7 +419,7 @@ def test_claims_hold_on_the_papers_own_numbers():
     except where the paper's tables contradict its own summary: a check that left and right, filters
     and margins are encoded as the paper means them."""
     from robrepro import papers
-    from robrepro import reporting as R
+    from robrepro import tables_figures as R
 
     checked = 0
     for name in papers.registry():
