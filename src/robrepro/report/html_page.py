@@ -21,29 +21,36 @@ from .words import (
     _slug,
     audit_counts,
     audit_summary,
+    claim_anchor,
     claims_text,
     compute_text,
+    key_columns,
+    matrix,
     numbers_text,
     reading_text,
 )
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;line-height:1.45}
-main{max-width:1200px;margin:0 auto;padding:0 1.5rem 4rem}
+main{max-width:1340px;margin:0 auto;padding:0 1.5rem 4rem}
 nav{position:sticky;top:0;background:#f4f6f9;border-bottom:1px solid #d8dde6;padding:.4rem 1.5rem;font-size:.9rem;z-index:2}
 nav a{margin-right:1rem;color:#1f5fa8;text-decoration:none}
 h1{margin-top:1.2rem}h2{border-bottom:2px solid #d8dde6;padding-bottom:.2rem;margin-top:2.5rem}h3{margin-top:2rem}
 .banner{background:#fff5d6;border:1px solid #e8cf7a;padding:.6rem .8rem;border-radius:4px}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}
 th,td{border:1px solid #d8dde6;padding:.25rem .5rem;text-align:left;vertical-align:top}
-th{background:#eef1f6;cursor:pointer;white-space:nowrap}th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
+th{background:#eef1f6;cursor:pointer}th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-.v-yes,.ok{background:#dff3e3}.v-no,.bad{background:#fadbd8}.v-open{background:#fff1c9}.v-nd,.v-none{background:#eceff3}
+.v-yes,.ok{background:#dff3e3}.v-no,.bad{background:#fadbd8}.v-open{background:#fff1c9}.v-nd{background:#eceff3}.v-none{background:#fff;border-style:dashed}
 .badge{padding:.05rem .45rem;border-radius:3px;font-weight:600;white-space:nowrap}
 .meta{color:#4b5565;font-size:.85rem}
 details{margin:.4rem 0}summary{cursor:pointer;color:#1f5fa8}
 img{max-width:100%;border:1px solid #d8dde6}
 .scroll{overflow-x:auto}
+table.matrix th{text-align:left;width:14rem;cursor:default;font-weight:600}table.matrix td{line-height:2}
+.chip{display:inline-block;margin:.1rem .25rem .1rem 0;padding:0 .45rem;border-radius:3px;border:1px solid #c9d0db;color:#1d2430;text-decoration:none;font-size:.8rem;line-height:1.6}
+.chip:hover{border-color:#1f5fa8}
+figure{margin:.6rem 0}figcaption{color:#4b5565;font-size:.85rem;margin-top:.2rem}
 code{background:#f1f3f6;padding:0 .2rem}
 """
 
@@ -63,11 +70,14 @@ def _e(s) -> str:
     return html.escape(str(s), quote=True)
 
 
-def html_table(df: pd.DataFrame, max_rows: int = 2000) -> str:
-    cols = list(df.columns)
-    head = "".join(f"<th>{_e(c)}</th>" for c in cols)
+def _header(c) -> str:
+    # Long column names break after their underscores rather than widening the table.
+    return _e(c).replace("_", "_<wbr>")
+
+
+def _rows_html(df: pd.DataFrame, cols: list, max_rows: int) -> str:
     body = []
-    for row in df.head(max_rows).itertuples(index=False):
+    for row in df[cols].head(max_rows).itertuples(index=False):
         cells = []
         for c, v in zip(cols, row):
             cls = []
@@ -81,8 +91,21 @@ def html_table(df: pd.DataFrame, max_rows: int = 2000) -> str:
             attr = f' class="{" ".join(cls)}"' if cls else ""
             cells.append(f"<td{attr}>{_e(_fmt(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
+    head = "".join(f"<th>{_header(c)}</th>" for c in cols)
+    return f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def html_table(df: pd.DataFrame, max_rows: int = 2000) -> str:
+    """A sortable table; a wide one shows its identifying and deciding columns first (``words.key_columns``)
+    and folds the full table below, so that the numbers a reader decides on never sit off-screen."""
+    cols = list(df.columns)
+    key = key_columns(cols)
     more = f'<p class="meta">{len(df) - max_rows} more rows in the CSV.</p>' if len(df) > max_rows else ""
-    return f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{more}'
+    if len(key) == len(cols):
+        return _rows_html(df, cols, max_rows) + more
+    rest = [str(c) for c in cols if c not in key]
+    folded = f"<details><summary>All {len(cols)} columns ({len(rest)} more: {_e(', '.join(rest))})</summary>{_rows_html(df, cols, max_rows)}</details>"
+    return _rows_html(df, key, max_rows) + more + folded
 
 
 STATUS_CLASS = {V.SUPPORTED: "v-yes", V.REFUTED: "v-no", V.INCONCLUSIVE: "v-open", V.NOT_DECIDABLE: "v-nd", V.NO_VERDICT: "v-none"}
@@ -125,7 +148,7 @@ def _claims_html(p: PaperReport, known_targets: set[str], tier: str) -> str:
         note = f'<br><span class="meta">Note: {_e(r["note"])}</span>' if r["note"] else ""
         models = f'<br><span class="meta">Measured on the stand-ins {_e(r["measured on"])}.</span>' if r["measured on"] else ""
         rows.append(
-            f'<tr id="claim-{_slug(p.name)}-{_slug(r["id"])}"><td>{_e(r["id"])}</td><td>{_e(r["claim"])}{quote}{note}</td><td>{_e(r["where"])}</td>'
+            f'<tr id="{claim_anchor(p.name, r["id"])}"><td>{_e(r["id"])}</td><td>{_e(r["claim"])}{quote}{note}</td><td>{_e(r["where"])}</td>'
             f"<td>{judged}</td><td>{_badge(r['status'], tier)}</td><td>{_e(r['evidence'])}{models}</td><td>{_e(r['published'])}</td></tr>"
         )
     table = (
@@ -171,7 +194,8 @@ def _target_html(t: TargetInfo, root: Path, tier: str) -> str:
         meta.insert(0, f"published numbers: {_e(numbers_text(t.numbers, tier))}")
     out.append(f'<p class="meta">{" · ".join(meta)}</p>')
     if t.png:
-        out.append(f'<img alt="{_e(tg.title)}" src="{_png_data(root, t.png)}">')
+        caption = f"{tg.title}. {tier} tier; data: {t.data}."
+        out.append(f'<figure><img alt="{_e(tg.title)}" src="{_png_data(root, t.png)}"><figcaption>{_e(caption)}</figcaption></figure>')
         if t.df is not None and len(t.df):
             out.append(f"<details><summary>Data behind the figure ({len(t.df)} rows)</summary>{html_table(t.df, max_rows=500)}</details>")
     elif t.df is not None:
@@ -208,10 +232,28 @@ def _audit_verdicts_html(p: PaperReport) -> str:
     return "".join(out)
 
 
+def matrix_html(rep: Report) -> str:
+    """The claim matrix: one row per paper, one chip per claim (colour and the tier's word), each linked to its row of evidence."""
+    rows = []
+    for m in matrix(rep):
+        chips = "".join(
+            f'<a class="chip {STATUS_CLASS.get(c["status"], "v-open")}" href="#{c["anchor"]}" title="{_e(c["claim"])}">'
+            f'<b>{_e(c["id"])}</b> <span class="verdict">{_e(c["verdict"])}</span></a>'
+            for c in m["claims"]
+        )
+        head = f'<a href="#paper-{_slug(m["paper"])}">{_e(m["title"])}</a>'
+        rows.append(f"<tr><th>{head}</th><td>{chips or _e(m['state'])}</td></tr>")
+    if not rows:
+        return ""
+    return f'<table id="claims-matrix" class="matrix"><tbody>{"".join(rows)}</tbody></table>'
+
+
 def render_html(rep: Report, root: str | os.PathLike = ".") -> str:
     root = Path(root)
     known = {t.target.name for p in rep.papers for t in p.targets}
-    nav = ['<a href="#summary">Summary</a>'] + [f'<a href="#paper-{_slug(p.name)}">{_e(p.name.upper())}</a>' for p in rep.papers]
+    nav = ['<a href="#glance">Claims</a>', '<a href="#summary">Summary</a>'] + [
+        f'<a href="#paper-{_slug(p.name)}">{_e(p.name.upper())}</a>' for p in rep.papers
+    ]
     nav += ['<a href="#audits">Audits</a>', '<a href="#reading">How to read</a>']
     summary_rows = []
     for p in rep.papers:
@@ -223,6 +265,8 @@ def render_html(rep: Report, root: str | os.PathLike = ".") -> str:
     body = [
         f"<h1>Reproduction report: {_e(rep.tier)} tier</h1>",
         f'<p class="banner">{_e(TIER_NOTE.get(rep.tier, ""))}</p>',
+        '<h2 id="glance">At a glance: every claim and its outcome</h2>',
+        matrix_html(rep) or "<p>No paper is active in this configuration.</p>",
         f'<p class="meta">Results under <code>{_e(rep.root)}</code>; report built {_e(rep.generated)} from code {_e(rep.code)}.</p>',
         '<h2 id="summary">Summary: which results hold up</h2>',
         '<div class="scroll"><table class="sortable"><thead><tr><th>paper</th><th>claims</th><th>published numbers</th><th>audits</th><th>compute</th></tr></thead>'

@@ -17,6 +17,7 @@ from .words import (
     certified_summary,
     claims_text,
     compute_text,
+    matrix,
     numbers_text,
     reading_text,
 )
@@ -59,6 +60,10 @@ def _claims_md(p: PaperReport, tier: str) -> list[str]:
 
 def render_md(rep: Report, md_path: str | os.PathLike) -> str:
     out = [f"# Reproduction report: {rep.tier} tier", "", f"> {TIER_NOTE.get(rep.tier, '')}", ""]
+    out += ["## At a glance: every claim and its outcome", ""]
+    glance = [{"paper": m["title"], "claim": c["id"], "outcome": c["verdict"]} for m in matrix(rep) for c in m["claims"]]
+    glance += [{"paper": m["title"], "claim": "", "outcome": m["state"]} for m in matrix(rep) if not m["claims"]]
+    out += [md_table(pd.DataFrame(glance)) if glance else "No paper is active in this configuration.", ""]
     out += [f"Results under `{rep.root}`; report built {rep.generated} from code {rep.code}.", "", "## Summary", ""]
     rows = [
         {"paper": p.title, "claims": claims_text(p, rep.tier), "published numbers": numbers_text(p.numbers, rep.tier), "audits": audit_summary(p)}

@@ -12,7 +12,7 @@ import pandas as pd
 from .. import verdicts as V
 
 if TYPE_CHECKING:
-    from .collect import PaperReport, TargetInfo
+    from .collect import PaperReport, Report, TargetInfo
 
 TIER_NOTE = {
     "smoke": "SMOKE TIER: tiny models, subsets and few steps, some datasets synthetic. The numbers check the pipeline end to end; "
@@ -188,3 +188,46 @@ def reading_text(tier: str) -> list[str]:
         "Compute: wall and CPU time of the jobs behind a table or figure, including the training of every model it evaluates "
         "(a model shared by several tables counts in each), from results/<tier>/benchmarks/.",
     ]
+
+
+# Columns that say which row is which, by name: they lead every shown table.
+IDENTIFYING = ("dataset", "model", "method", "run", "block", "training", "paper_attack", "attack", "eps", "eps_eval", "eps_train")
+IDENTIFYING += ("bound", "lambda_s", "experiment", "claim", "group", "against")
+# Deciding columns by name where a table has one published column: the reproduced value, the gap, the verdict.
+DECIDING = ("published", "paper_attack_acc", "worst_case_acc", "gap", "verdict", "within_tol", "ok")
+KEY_WIDTH = 10  # columns a table shows before the rest is folded
+
+
+def key_columns(cols: list) -> list:
+    """The columns a wide table shows first: identifying ones, then the deciding ones (each published
+    number, the reproduced value beside it, their difference and whether it is within tolerance, the
+    verdict), then others up to ``KEY_WIDTH``; a table no wider than that keeps its order."""
+    if len(cols) <= KEY_WIDTH:
+        return list(cols)
+    names = [str(c) for c in cols]
+    key = [c for c in names if c in IDENTIFYING]
+    for pub in (c for c in names if c.endswith("_published")):
+        stem = pub[: -len("published")]
+        # The reproduced value: the stem itself, or its variants (verified_err_ibp beside verified_err_published).
+        reproduced = [c for c in names if c == stem[:-1] or (c.startswith(stem) and c[len(stem) :] not in ("published", "tolerance", "diff", "within_tol"))]
+        key += [pub, *reproduced] + [stem + s for s in ("diff", "within_tol") if stem + s in names]
+    key += [c for c in DECIDING if c in names]
+    key = list(dict.fromkeys(key))
+    key += [c for c in names if c not in key][: max(0, KEY_WIDTH - len(key))]
+    order = {c: i for i, c in enumerate(names)}
+    return [cols[order[c]] for c in key]
+
+
+def claim_anchor(paper: str, claim_id: str) -> str:
+    """The id of a claim's row in the paper's section: where the matrix links to its evidence."""
+    return f"claim-{_slug(paper)}-{_slug(claim_id)}"
+
+
+def matrix(rep: Report) -> list[dict[str, Any]]:
+    """At a glance: every claim of every paper with its outcome in the tier's words, one entry per paper
+    (a paper without claims, or with an invalid claims file, says so in ``state``)."""
+    out = []
+    for p in rep.papers:
+        claims = [{**r, "anchor": claim_anchor(p.name, r["id"])} for r in p.claims]
+        out.append({"paper": p.name, "title": p.title, "state": "" if claims else claims_text(p, rep.tier), "claims": claims})
+    return out
