@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from robrepro import reporting as R
+from robrepro import tables_figures as R
 from robrepro import verdicts as V
 from robrepro.config import load
 from robrepro.plan import Plan

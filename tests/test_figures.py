@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 
-from robrepro import reporting as R
+from robrepro import tables_figures as R
 from robrepro.papers import gm, node, ssp, trdnn
 
 PROVENANCE = {"data_source": "real", "git": {"commit": "0123456789abcdef", "dirty": False}, "spec": {"tier": "lite"}}

@@ -61,7 +61,7 @@ def test_smoke_budgets_are_small_and_the_subsets_fixed(smoke_plan, paper_plan):
 def test_published_table2_joins_by_training(repo_root):
     import pandas as pd
 
-    from robrepro import reporting as R
+    from robrepro import tables_figures as R
 
     df = pd.DataFrame([{"model": "preact_resnet18", "training": "yopo53", "reproduced": 40.0}, {"model": "odenet", "training": "none", "reproduced": 50.0}])
     out = R.join_published(df, "node", "table2", "robust_acc", "reproduced")

@@ -59,7 +59,7 @@ def test_the_wheel_holds_every_data_file_installs_validates_and_plans(repo_root,
         assert robrepro.__file__.startswith({str(env)!r}), robrepro.__file__
         from robrepro.cli import main
         main(["validate-config", {str(cfg / "config.yaml")!r}, {str(cfg / "smoke.yaml")!r}])
-        from robrepro import reporting, verdicts
+        from robrepro import tables_figures as reporting, verdicts
         from robrepro.config import load
         from robrepro.plan import Plan
         plan = Plan(load({str(cfg / "config.yaml")!r}))

@@ -419,7 +419,7 @@ def test_claims_hold_on_the_papers_own_numbers():
     except where the paper's tables contradict its own summary: a check that left and right, filters
     and margins are encoded as the paper means them."""
     from robrepro import papers
-    from robrepro import reporting as R
+    from robrepro import tables_figures as R
 
     checked = 0
     for name in papers.registry():
@@ -458,3 +458,66 @@ def test_stand_ins_name_each_model_behind_a_target_with_its_clean_accuracy(repo_
     model = plan.runs[(target.paper, runs[0])]["model"]
     assert f"{runs[0]} = {model.get('name', 'model')}(" in text and "clean accuracy 97.5 %" in text
     assert all(r in text for r in runs) and text.count("clean accuracy") == 1
+
+
+def test_the_report_opens_with_every_claim_linked_to_its_evidence(tmp_path):
+    import re
+
+    from robrepro import verdicts as V
+    from robrepro.report import render_html, render_md
+
+    rep = lite_report("lite")
+    page = render_html(rep, tmp_path)
+    matrix = page[page.index('id="claims-matrix"') : page.index("</table>", page.index('id="claims-matrix"'))]
+    assert page.index('id="claims-matrix"') < page.index('id="summary"')  # first thing after the tier's banner
+    chips = re.findall(r'<a class="chip ([^"]+)" href="#([^"]+)"[^>]*><b>([^<]+)</b> <span class="verdict">([^<]+)</span>', matrix)
+    p = rep.papers[0]
+    assert [c[2] for c in chips] == [v.claim.id for v in p.verdicts]
+    for (cls, anchor, _, words), v in zip(chips, p.verdicts):
+        assert f'id="{anchor}"' in page  # the link lands on the claim's row of evidence
+        assert words == V.status_label(v.status, "lite") and cls.startswith("v-")
+    assert len({c[0] for c in chips}) == 4  # each outcome its own colour
+    md = render_md(rep, tmp_path / "REPORT.md")
+    assert md.index("At a glance") < md.index("## Summary")
+    assert all(f"| {v.claim.id} | {V.status_label(v.status, 'lite')} |" in md for v in p.verdicts)
+
+
+def test_a_wide_table_shows_who_and_what_decides_first_and_folds_the_rest():
+    import pandas as pd
+
+    from robrepro.report.html_page import html_table
+    from robrepro.report.words import KEY_WIDTH, key_columns
+
+    gm = "dataset,eps_eval,eps_train,method,std_err,verified_err_crown_ibp,verified_err_ibp,pgd_err,n,data,std_err_published,"
+    gm += "std_err_tolerance,std_err_diff,std_err_within_tol,verified_err_published,verified_err_tolerance,verified_err_diff,verified_err_within_tol,within_tol"
+    key = key_columns(gm.split(","))
+    assert key[:4] == ["dataset", "eps_eval", "eps_train", "method"]
+    assert key[4:8] == ["std_err_published", "std_err", "std_err_diff", "std_err_within_tol"]
+    assert key[8:11] == ["verified_err_published", "verified_err_crown_ibp", "verified_err_ibp"]
+    assert "verified_err_tolerance" not in key and "pgd_err" not in key
+    audit = [f"c{i}" for i in range(11)] + ["verdict"] + [f"d{i}" for i in range(11)]
+    assert "verdict" in key_columns(audit)[:KEY_WIDTH]
+    narrow = ["b", "verdict", "a"]
+    assert key_columns(narrow) == narrow  # a table that fits keeps its order
+    df = pd.DataFrame([range(len(audit))], columns=audit)
+    shown, folded = html_table(df).split("<details>")
+    assert "<th>verdict</th>" in shown and "<th>d10</th>" not in shown
+    assert "All 23 columns" in folded and "<th>d10</th>" in folded
+
+
+def test_the_schema_walk_follows_refs_with_their_siblings_and_reports_marked_settings(repo_root):
+    from robrepro.config import load
+    from robrepro.report import unknown_settings
+    from robrepro.schemawalk import walk
+
+    root = {
+        "$defs": {"r": {"type": "object", "properties": {"x": {"description": "[UNKNOWN] x"}}}},
+        "properties": {"a": {"$ref": "#/$defs/r", "description": "[INF] a"}, "l": {"items": {"$ref": "#/$defs/r"}}},
+    }
+    seen = []
+    walk(root, root, {"a": {"x": 1}, "l": [{"x": 2}], "other": 3}, lambda _, s, v, path: seen.append((path, s.get("description"), v)) or True)
+    assert ("a", "[INF] a", {"x": 1}) in seen and ("a.x", "[UNKNOWN] x", 1) in seen and ("l.0.x", "[UNKNOWN] x", 2) in seen
+    assert not any(p == "other" for p, *_ in seen)  # not in the schema: not walked
+    config = load(repo_root / "config" / "config.yaml", repo_root / "config" / "lite.yaml")
+    marked = {u["key"]: u["marker"] for u in unknown_settings(config, "gm")}
+    assert "UNKNOWN" in marked["gm.recipes"]

@@ -72,7 +72,7 @@ def _tiny_train_spec():
 def test_a_swapped_model_stops_aggregation_naming_both_files(tmp_path, monkeypatch):
     """The training job (through the CLI, as the rules run it) records the sha256 of the model it
     wrote and of the data manifest; once model.pt is replaced, every reader of the result refuses it."""
-    from robrepro import reporting
+    from robrepro import tables_figures as reporting
     from robrepro.cli import main
     from robrepro.report import _Docs
 
@@ -111,7 +111,7 @@ def test_a_swapped_model_stops_aggregation_naming_both_files(tmp_path, monkeypat
     ],
 )
 def test_an_out_of_range_value_stops_aggregation_naming_the_file(tmp_path, monkeypatch, capsys, payload, where):
-    from robrepro import reporting
+    from robrepro import tables_figures as reporting
     from robrepro.cli import main
 
     prov = provenance(spec={}, seed=0, device="cpu", data_source="real", started=0.0)
@@ -125,5 +125,5 @@ def test_an_out_of_range_value_stops_aggregation_naming_the_file(tmp_path, monke
     # A table job (python -m robrepro report) stops with that message, not a traceback.
     monkeypatch.setattr(reporting, "count_rows", lambda paths, outputs: len(reporting.load_all(paths)), raising=False)
     with pytest.raises(SystemExit) as stop:
-        main(["report", "robrepro.reporting:count_rows", "--inputs", str(bad), "--out", str(tmp_path / "t.csv")])
+        main(["report", "robrepro.tables_figures:count_rows", "--inputs", str(bad), "--out", str(tmp_path / "t.csv")])
     assert stop.value.code == 2 and f"[report] refused: {bad}: {where}" in capsys.readouterr().err

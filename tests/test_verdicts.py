@@ -215,7 +215,7 @@ def test_seed_to_seed_variance_decides_when_there_are_several_seeds():
 
 
 def gm_table3_as_reproduction(n: int = 10_000) -> pd.DataFrame:
-    from robrepro import reporting as R
+    from robrepro import tables_figures as R
 
     pub = R.published("gm")
     rows: dict[tuple, dict] = {}

@@ -150,7 +150,7 @@ def predicted_reruns(plan, module: str) -> dict[str, int]:
     return {**counts, **{t: 1 for t in targets}, **({"report": 1, "all": 1} if report else {})}
 
 
-@pytest.mark.parametrize("module", ["evaluations/certified.py", "papers/gm.py", "reporting.py"])
+@pytest.mark.parametrize("module", ["evaluations/certified.py", "papers/gm.py", "tables_figures.py"])
 def test_a_changed_module_reruns_exactly_the_jobs_that_import_it(workdir, smoke_run, module):
     """A module changed in the copy: the jobs the import graph says import it, and what depends on
     them, re-run; nothing else. (The graph itself is tested module by module in test_importgraph.)"""
@@ -195,7 +195,7 @@ def test_table_and_figure_builders_do_not_import_torch(workdir, smoke_run, tmp_p
 def test_smoke_and_synthetic_outputs_carry_their_labels(workdir, smoke_run, monkeypatch, tmp_path):
     import pandas as pd
 
-    from robrepro import reporting
+    from robrepro import tables_figures as reporting
     from robrepro.plan import builder
 
     plan = _plan(workdir)

@@ -15,8 +15,9 @@ import torch
 from test_resume import OBJECTIVES, _spec, _train
 
 from robrepro import data as D
-from robrepro import engine, models, reporting
+from robrepro import engine, models
 from robrepro import landscape as L
+from robrepro import tables_figures as reporting
 from robrepro.evaluations.growth import group_growth_ratios, growth_ratios
 from robrepro.models.odenet import forward_nfe
 from robrepro.results import write_result

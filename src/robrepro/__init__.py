@@ -10,7 +10,7 @@ Modules, each with one job:
   attacks     the attack suite and the epsilon-grid robust-accuracy evaluation
   bounds      the bound engine (IBP, CROWN, CROWN-IBP)
   results     result files with provenance, written atomically
-  reporting   tables and figures with published numbers beside reproduced ones
+  tables_figures  tables and figures with published numbers beside reproduced ones
 """
 
 from __future__ import annotations

@@ -65,3 +65,13 @@ class Paths:
 
     def benchmark(self, *parts: str) -> str:
         return f"{self.root}/benchmarks/" + "/".join(parts) + ".tsv"
+
+    # The benchmark file of each kind of job, named once for the rules and the report.
+    def train_benchmark(self, paper: str, run: str) -> str:
+        return self.benchmark(paper, "train", run)
+
+    def evaluation_benchmark(self, paper: str, run: str, kind: str, name: str) -> str:
+        return self.benchmark(paper, "eval", run, kind, name)
+
+    def standalone_benchmark(self, paper: str, kind: str, name: str) -> str:
+        return self.benchmark(paper, "jobs", kind, name)

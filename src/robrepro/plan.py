@@ -125,6 +125,26 @@ class Plan:
             return self.paths.evaluation(paper, run, kind, name)
         return self.paths.standalone(paper, kind, name)
 
+    def producer(self, path: str) -> tuple[str, tuple]:
+        """Who writes a result file: ``("job", (paper, run, kind, name))``, ``("train", (paper, run))``, or ``("", ())``."""
+        if not hasattr(self, "_producers"):
+            index: dict[str, tuple[str, tuple]] = {self.job_file(*k): ("job", k) for k in self.jobs}
+            index.update({self.paths.train_result(*k): ("train", k) for k in self.runs})
+            self._producers = index
+        return self._producers.get(path, ("", ()))
+
+    def benchmarks(self, path: str) -> list[str]:
+        """Benchmark files of the jobs behind a result file: its job, and the training of the model it evaluates."""
+        what, key = self.producer(path)
+        if what == "train":
+            return [self.paths.train_benchmark(*key)]
+        if what != "job":
+            return []
+        paper, run, kind, name = key
+        if self.kinds[kind].needs_model:
+            return [self.paths.evaluation_benchmark(paper, run, kind, name), self.paths.train_benchmark(paper, run)]
+        return [self.paths.standalone_benchmark(paper, kind, name)]
+
     def train_spec(self, paper: str, run: str) -> dict[str, Any]:
         try:
             return self.runs[(paper, run)]

@@ -305,7 +305,7 @@ def judge(claim: Claim, tables: dict[str, pd.DataFrame | None], tier: str) -> Ve
 
 def select(df: pd.DataFrame, filt: dict[str, Any] | None, largest: dict[str, Any] | None) -> tuple[pd.DataFrame, int]:
     """Rows of ``df`` matching ``filt`` (and ``largest``), real data only; also how many synthetic rows were left out."""
-    from .reporting import same_value
+    from .tables_figures import same_value
 
     keep = pd.Series(True, index=df.index)
     for col, want in (filt or {}).items():
@@ -370,7 +370,7 @@ def _points(hit: pd.DataFrame) -> str | None:
 
 def measure(sub: pd.DataFrame, by: str, group, value: str, noise: str, scale: float, min_n: float) -> Measure | None:
     """``group``'s value in the cell ``sub``; None when it is missing or measured on fewer than ``min_n`` points."""
-    from .reporting import same_value
+    from .tables_figures import same_value
 
     hit = sub[sub[by].map(lambda v: same_value(v, group))]
     hit = hit[hit[value].notna()]
@@ -652,7 +652,7 @@ def _on_published(run, published: str | None) -> str:
 
 def _pairs(claim, rows, *, by, left, right, value, mode="greater", published=None, **kw):
     """Compare each group of ``left`` with each of ``right`` in every cell; ``mode``: greater, less, close."""
-    from .reporting import same_value
+    from .tables_figures import same_value
 
     lefts = left if isinstance(left, list) else [left]
     rights = right if isinstance(right, list) else [right]
@@ -731,7 +731,7 @@ def argmin_is(claim, rows, **kw):
 
 @predicate("all_true", {"column", "equals"}, {"column"})
 def all_true(claim, rows, *, column, equals=True, min_n=1):
-    from .reporting import same_value
+    from .tables_figures import same_value
 
     def truth(v):
         if v is None or (isinstance(v, float) and math.isnan(v)):

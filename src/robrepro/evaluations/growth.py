@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..attacks import attack_mode, input_domain, make_attack, parse_eps, to_input
+from ..attacks import attack_mode, input_domain, make_attack, to_input
+from ..eps import parse_eps
 from ..progress import Ticker, progress
 from . import JobContext, register_kind
 

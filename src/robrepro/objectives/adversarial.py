@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from ..attacks import attack_mode, parse_eps, pgd
+from ..attacks import attack_mode, pgd
+from ..eps import parse_eps
 from . import Objective, accuracy, register_objective
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import bounds, schedules
-from ..attacks import parse_eps
+from ..eps import parse_eps
 from . import Objective, Progress, accuracy, register_objective
 
 GM_WEIGHTS = ("uniform", "inverse", "linear", "inverse_square", "exp", "reverse_rank")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from ..attacks import attack_mode, frozen, parse_eps
+from ..attacks import attack_mode, frozen
 from ..attacks.grid import pgd_grid
+from ..eps import parse_eps
 from . import Objective, accuracy, register_objective
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..attacks import parse_eps
+from ..eps import parse_eps
 from . import Objective, accuracy, register_objective
 
 

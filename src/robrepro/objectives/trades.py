@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..attacks import attack_mode, parse_eps, project
+from ..attacks import attack_mode, project
+from ..eps import parse_eps
 from . import Objective, accuracy, register_objective
 
 

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attacks import parse_eps, project
+from ..attacks import project
+from ..eps import parse_eps
 from ..models.layers import Normalize
 from . import Objective, accuracy, register_objective
 

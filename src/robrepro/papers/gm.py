@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import reporting as R
+from .. import tables_figures as R
 from ..eps import parse_eps
 from . import Job, Paper, Run, Target, register_paper
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from robrepro import reporting as R
+from robrepro import tables_figures as R
 
 
 def test_every_published_file_is_in_the_long_format_and_its_keys_are_unique():
