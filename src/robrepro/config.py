@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from . import schemawalk
+
 try:
     import jsonschema
 except ImportError:  # a compute node with PyTorch alone (robrepro selfcheck): defaults are filled, not checked
@@ -215,31 +217,15 @@ def _semantic_errors(config: dict[str, Any], sch: dict[str, Any]) -> list[str]:
             if kind == "objective" and not bad:
                 errs.extend(_value_errors(reg[name], rest, path))
 
-    def resolve(s):
-        while isinstance(s, dict) and "$ref" in s:
-            s = sch["$defs"][s["$ref"].rsplit("/", 1)[1]]
-        return s
-
-    def walk(s, node, path):
-        ref = s.get("$ref", "").rsplit("/", 1)[-1] if isinstance(s, dict) else ""
+    def visit(written, _, node, path) -> bool:
+        # A model, objective or attack setting is checked against its registry, not walked further.
+        ref = written.get("$ref", "").rsplit("/", 1)[-1] if isinstance(written, dict) else ""
         if ref in registries and isinstance(node, dict):
             check(ref, node, path)
-            return
-        s = resolve(s)
-        if not isinstance(s, dict):
-            return
-        if isinstance(node, dict):
-            props = s.get("properties", {})
-            extra = s.get("additionalProperties")
-            for k, v in node.items():
-                sub = props.get(k, extra if isinstance(extra, dict) else None)
-                if sub is not None:
-                    walk(sub, v, f"{path}.{k}" if path else k)
-        elif isinstance(node, list) and isinstance(s.get("items"), dict):
-            for i, v in enumerate(node):
-                walk(s["items"], v, f"{path}.{i}")
+            return False
+        return True
 
-    walk(sch, config, "")
+    schemawalk.walk(sch, sch, config, visit)
     errs.extend(_resources_errors(config.get("resources", {})))
     known = papers.registry()
     for i, p in enumerate(config.get("papers") or []):

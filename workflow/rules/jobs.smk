@@ -35,7 +35,7 @@ rule train:
     log:
         P.log("{paper}", "train", "{run}"),
     benchmark:
-        P.benchmark("{paper}", "train", "{run}")
+        P.train_benchmark("{paper}", "{run}")
     conda:
         "../../envs/robrepro.yaml"
     threads: res("train", "threads")
@@ -64,7 +64,7 @@ rule evaluate:
     log:
         P.log("{paper}", "eval", "{run}", "{kind}", "{name}"),
     benchmark:
-        P.benchmark("{paper}", "eval", "{run}", "{kind}", "{name}")
+        P.evaluation_benchmark("{paper}", "{run}", "{kind}", "{name}")
     # Cluster profiles bundle evaluation jobs (group-components: eval=N) into fewer scheduler jobs.
     group:
         "eval"
@@ -95,7 +95,7 @@ rule standalone:
     log:
         P.log("{paper}", "jobs", "{kind}", "{name}"),
     benchmark:
-        P.benchmark("{paper}", "jobs", "{kind}", "{name}")
+        P.standalone_benchmark("{paper}", "{kind}", "{name}")
     conda:
         "../../envs/robrepro.yaml"
     threads: kind_res("threads")
