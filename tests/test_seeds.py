@@ -12,7 +12,7 @@ import pytest
 from robrepro import reporting as R
 from robrepro import verdicts as V
 from robrepro.config import load
-from robrepro.papers import ssp
+from robrepro.papers import ssp, trdnn
 from robrepro.plan import Plan
 
 
@@ -39,6 +39,7 @@ def test_several_seeds_replicate_each_run_with_its_own_training_seed(plans):
         assert f"{rid}" not in three
         assert [r["seed"] for r in reps] == [0, 1, 2]  # the seed the training engine reads
         assert [r["labels"]["seed"] for r in reps] == [0, 1, 2]
+        assert {r["labels"]["declared_run"] for r in reps} == {rid}  # how a builder finds a declared model's seeds
         # The replicates differ by their seed alone.
         strip = [{k: v for k, v in r.items() if k not in ("seed", "run", "labels")} for r in reps]
         assert strip[0] == strip[1] == strip[2] == {k: v for k, v in one[rid].items() if k not in ("seed", "run", "labels")}
@@ -119,6 +120,36 @@ def test_a_table_of_several_seeds_has_a_seed_column_and_its_claim_uses_their_spr
     alone = V.judge(claim, {claim.test["table"]: df.drop(columns="seed")}, "paper")
     assert alone.status == V.SUPPORTED and "seed" not in alone.evidence
     assert v.status != V.SUPPORTED
+
+
+def test_a_reused_model_keeps_its_role_in_every_seed_and_the_table_says_how_many_seeds(monkeypatch, tmp_path):
+    # TRDNN's baselines table names two models of the lambda_s grid by their declared ids ("plain",
+    # "sensitivity_loss"): each of their replicates must find its role.
+    prov = {"git": {"commit": "0" * 40}, "spec": {"tier": "paper"}, "data_source": "real"}
+    docs = {}
+    for run, pgd in (("sl-mlp-lam0", [10.0, 12.0, 11.0]), ("sl-mlp-lam0.01", [30.0, 31.0, 29.0])):
+        for s, acc in enumerate(pgd):
+            lab = {"dataset": "mnist", "model": "mlp", "lambda_s": 0.0 if run.endswith("0") else 0.01, "seed": s, "declared_run": run}
+            docs[f"{run}-s{s}/pgd.json"] = {
+                "run": f"{run}-s{s}",
+                "kind": "attack",
+                "attack": "pgd",
+                "train_labels": lab,
+                "clean_acc": 0.97,
+                "n": 10000,
+                "eps_labels": ["0.1"],
+                "per_eps": [{"robust_acc": acc / 100}],
+                "provenance": prov,
+            }
+    monkeypatch.setattr(R, "load_all", lambda paths, kind=None: [docs[p] for p in paths])
+    outputs = {x: str(tmp_path / f"t.{x}") for x in ("csv", "md", "tex")}
+    df = trdnn.table_baselines(list(docs), outputs, {"sl-mlp-lam0": "plain", "sl-mlp-lam0.01": "sensitivity_loss"})
+    assert sorted(df["method"]) == ["plain"] * 3 + ["sensitivity_loss"] * 3
+    assert sorted(df["seed"]) == [0, 0, 1, 1, 2, 2]
+    assert "training seeds: 3 per model" in trdnn._seeds_note(list(docs.values()))
+    claim = next(c for c in V.load_claims("trdnn") if c.id == "loss-raises-robust-accuracy")
+    v = V.judge(claim, {claim.test["table"]: df}, "paper")
+    assert v.status == V.SUPPORTED and "3 seeds per value" in v.evidence
 
 
 def test_a_published_number_matches_every_seed_of_its_cell():

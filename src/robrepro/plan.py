@@ -39,14 +39,19 @@ def replicate_run(run: papers.Run, seeds: int, base_seed: int) -> list[tuple[pap
     """``run`` trained under ``seeds`` training seeds: (replicate, its seed) pairs.
 
     One seed keeps the declared run as it is (its id, paths and results do not change). Several
-    give runs ``<id>-s<seed>`` of seeds ``base_seed``, ``base_seed + 1``, ..., labelled ``seed``, so
-    the tables built on them have one row per seed and the verdicts see the seed-to-seed spread.
+    give runs ``<id>-s<seed>`` of seeds ``base_seed``, ``base_seed + 1``, ..., labelled ``seed`` and
+    ``declared_run``, so the tables built on them have one row per seed and the verdicts see the
+    seed-to-seed spread.
     """
     if seeds < 1:
         raise ValueError(f"run {run.id!r}: seeds must be at least 1, not {seeds}")
     if seeds == 1:
         return [(run, base_seed)]
-    return [(dataclasses.replace(run, id=f"{run.id}-s{s}", labels={**run.labels, "seed": s}), s) for s in range(base_seed, base_seed + seeds)]
+    # ``declared_run`` lets a builder that knows models by their declared id find every replicate.
+    return [
+        (dataclasses.replace(run, id=f"{run.id}-s{s}", labels={**run.labels, "seed": s, "declared_run": run.id}), s)
+        for s in range(base_seed, base_seed + seeds)
+    ]
 
 
 def _check_seed_keys(name: str, paper: papers.Paper) -> None:
