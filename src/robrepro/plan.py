@@ -10,6 +10,7 @@ Paths come from :mod:`robrepro.paths`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,33 @@ def data_spec(config: dict[str, Any], dataset: str, overrides: dict[str, Any] | 
     }
     spec.update(copy.deepcopy(overrides or {}))
     return spec
+
+
+def replicate_run(run: papers.Run, seeds: int, base_seed: int) -> list[tuple[papers.Run, int]]:
+    """``run`` trained under ``seeds`` training seeds: (replicate, its seed) pairs.
+
+    One seed keeps the declared run as it is (its id, paths and results do not change). Several
+    give runs ``<id>-s<seed>`` of seeds ``base_seed``, ``base_seed + 1``, ..., labelled ``seed`` and
+    ``declared_run``, so the tables built on them have one row per seed and the verdicts see the
+    seed-to-seed spread.
+    """
+    if seeds < 1:
+        raise ValueError(f"run {run.id!r}: seeds must be at least 1, not {seeds}")
+    if seeds == 1:
+        return [(run, base_seed)]
+    # ``declared_run`` lets a builder that knows models by their declared id find every replicate.
+    return [
+        (dataclasses.replace(run, id=f"{run.id}-s{s}", labels={**run.labels, "seed": s, "declared_run": run.id}), s)
+        for s in range(base_seed, base_seed + seeds)
+    ]
+
+
+def _check_seed_keys(name: str, paper: papers.Paper) -> None:
+    # A misspelt experiment would silently train once: every key must name some run's experiment.
+    known = {k for r in paper.runs() for k in (r.experiment, f"{r.experiment}:{r.dataset}")}
+    unknown = sorted(set(paper.cfg.get("seeds") or {}) - known)
+    if unknown:
+        raise ValueError(f"{name}.seeds: no experiment {', '.join(map(repr, unknown))} among the runs; known: {', '.join(sorted(known))}")
 
 
 @dataclass(frozen=True)
@@ -57,17 +85,33 @@ class Plan:
         self.runs: dict[tuple[str, str], dict[str, Any]] = {}
         self.jobs: dict[tuple[str, str | None, str, str], dict[str, Any]] = {}
         self.targets: dict[str, PlannedTarget] = {}
+        # Declared run id -> the ids of its training-seed replicates (itself alone when seeds = 1).
+        self.replicas: dict[tuple[str, str], list[str]] = {}
         for name, paper in self.papers.items():
             for run in paper.runs():
-                self._add_run(name, run)
+                for rep, seed in replicate_run(run, paper.seeds(run), self.config["seed"]):
+                    self._add_run(name, rep, seed)
+                    self.replicas.setdefault((name, run.id), []).append(rep.id)
+            _check_seed_keys(name, paper)
             for job in paper.jobs():
-                self._add_job(name, job)
+                for rep in self._replicate_job(name, job):
+                    self._add_job(name, rep)
             for target in paper.targets():
                 self._add_target(name, target)
 
     # --- building -------------------------------------------------------------------------------
 
-    def _add_run(self, paper: str, run: papers.Run) -> None:
+    def _replicate_job(self, paper: str, job: papers.Job) -> list[papers.Job]:
+        """A job declared on a replicated run, once on each replicate, labelled with its seed."""
+        ids = self.replicas.get((paper, job.run)) if job.run is not None else None
+        if not ids or ids == [job.run]:
+            return [job]
+        return [dataclasses.replace(job, run=rid, labels={**job.labels, "seed": self.runs[(paper, rid)]["labels"]["seed"]}) for rid in ids]
+
+    def _replicas_of(self, paper: str, run: str | None) -> list[str | None]:
+        return self.replicas.get((paper, run), [run]) if run is not None else [None]
+
+    def _add_run(self, paper: str, run: papers.Run, seed: int) -> None:
         if (paper, run.id) in self.runs:
             raise ValueError(f"{paper}: run {run.id!r} declared twice")
         train = copy.deepcopy(run.train)
@@ -78,7 +122,7 @@ class Plan:
             "experiment": run.experiment,
             "run": run.id,
             "tier": self.config["tier"],
-            "seed": self.config["seed"],
+            "seed": seed,
             "data": data,
             "model": copy.deepcopy(run.model),
             "train": train,
@@ -103,7 +147,8 @@ class Plan:
             "kind": job.kind,
             "name": job.name,
             "tier": self.config["tier"],
-            "seed": self.config["seed"],
+            # A replicate's evaluation draws its random starts from the replicate's own seed.
+            "seed": self.runs[(paper, job.run)]["seed"] if kind.needs_model else self.config["seed"],
             "data": data,
             "params": copy.deepcopy(job.params),
             "labels": copy.deepcopy(job.labels),
@@ -112,7 +157,10 @@ class Plan:
     def _add_target(self, paper: str, t: papers.Target) -> None:
         if t.name in self.targets:
             raise ValueError(f"target {t.name!r} declared twice")
-        inputs = [self.job_file(paper, *key) for key in t.jobs] + [self.paths.train_result(paper, r) for r in t.runs]
+        # A target reads every seed replicate of the runs and jobs it declares.
+        jobs = [(rid, kind, name) for run, kind, name in t.jobs for rid in self._replicas_of(paper, run)]
+        runs = [rid for run in t.runs for rid in self._replicas_of(paper, run)]
+        inputs = [self.job_file(paper, *key) for key in jobs] + [self.paths.train_result(paper, r) for r in runs]
         builder = f"{t.builder.__module__}:{t.builder.__qualname__}"
         self.targets[t.name] = PlannedTarget(paper, t.name, t.kind, t.title, builder, inputs, self.paths.target(paper, t.name, t.kind), copy.deepcopy(t.params))
 

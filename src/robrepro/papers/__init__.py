@@ -86,6 +86,23 @@ class Paper:
     def targets(self) -> list[Target]:
         return []
 
+    def seeds(self, run: Run) -> int:
+        """Training seeds of ``run``: the paper section's ``seeds`` entry ``<experiment>:<dataset>``,
+        else ``<experiment>``, else 1 (the plan trains one replicate per seed)."""
+        s = self.cfg.get("seeds") or {}
+        return int(s.get(f"{run.experiment}:{run.dataset}", s.get(run.experiment, 1)))
+
+    def seeds_note(self, runs: list[Run]) -> str:
+        """The table note that discloses how many training seeds stand behind each model of ``runs``."""
+        counts = sorted({self.seeds(r) for r in runs}) or [1]
+        base = int(self.config["seed"])
+        if counts == [1]:
+            return f"training seeds: 1 per model (seed {base})."
+        return (
+            f"training seeds: {counts[0] if len(counts) == 1 else f'{counts[0]}-{counts[-1]}'} per model (seeds {base}, {base + 1}, ...; "
+            "one row each, column seed); the verdicts judge these models on the seed-to-seed spread."
+        )
+
     @classmethod
     def schema(cls) -> dict[str, Any]:
         return yaml.safe_load(resources.files(__name__).joinpath(f"{cls.name}.schema.yaml").read_text())

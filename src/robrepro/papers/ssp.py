@@ -139,6 +139,7 @@ class Ssp(Paper):
         else:
             notes.append(f"training objective: {c['objective']} (cifar_adv: steps = K of each row)")
         notes.append("attacks: " + "; ".join(f"{a} = {self.cfg['attacks'][a]}" for a in c["attacks"]) + f"; eps {c['eps']}")
+        notes.append(self.seeds_note(self._runs(exp)))
         sel = self.cfg["select"]
         notes.append(
             {
@@ -171,6 +172,8 @@ class Ssp(Paper):
 
 def _row_id(lab: dict[str, Any], columns: list[str]) -> dict[str, Any]:
     row = {c: lab.get(c) for c in columns}
+    if "seed" in lab:  # a model trained under several seeds: one row per seed (the verdicts' spread)
+        row["seed"] = lab["seed"]
     if "block" in row:
         row["block"] = BLOCK_NAMES.get(row["block"], row["block"])
     return row
@@ -201,7 +204,8 @@ def accuracy_table(paths: list[str], outputs: dict[str, str], title: str, notes:
         sel = trains.get(run, {}).get("selection", {})
         row["selected_epoch"] = sel.get("epoch")
     df = pd.DataFrame(list(rows.values()))
-    order = [c for c in columns if c in df] + ["run"]
+    # The seed beside the identifying labels: one row per trained model, its seeds together.
+    order = [c for c in [*columns, "seed"] if c in df] + ["run"]
     lead = [c for c in ["clean"] if c in df]
     rest = [c for c in df.columns if c not in order + lead + ["data", "n", "selected_epoch"]]
     df = df[order + lead + rest + ["selected_epoch", "n", "data"]].sort_values(order).reset_index(drop=True)

@@ -159,7 +159,9 @@ def _metric_rows(docs: list[dict[str, Any]], group: list[str]) -> pd.DataFrame:
     rows: dict[str, dict[str, Any]] = {}
     for d in docs:
         lab = d["train_labels"]
-        row = rows.setdefault(d["run"], {k: lab.get(k) for k in group} | {"data": d["provenance"]["data_source"]})
+        # A model trained under several seeds: one row per seed, the seed beside the identifying labels.
+        ident = [*group, "seed"] if "seed" in lab else group
+        row = rows.setdefault(d["run"], {k: lab.get(k) for k in ident} | {"data": d["provenance"]["data_source"]})
         if d["kind"] == "attack":
             row["test_err"] = round(100 * (1 - d["clean_acc"]), 2)
             row["n"] = d["n"]  # test points: the sample size of every percentage (claims judge by it)
@@ -176,8 +178,22 @@ def _metric_rows(docs: list[dict[str, Any]], group: list[str]) -> pd.DataFrame:
     return df
 
 
+def _seeds_note(docs) -> str:
+    """How many training seeds stand behind each model of the table (read off its results)."""
+    seeds: dict[str, set] = {}
+    for d in docs:
+        lab = d["train_labels"]
+        seeds.setdefault(lab.get("declared_run", d["run"]), set()).add(lab.get("seed"))
+    counts = sorted({len(s) for s in seeds.values()})
+    if counts == [1]:
+        return "training seeds: 1 per model."
+    k = counts[0] if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"training seeds: {k} per model (one row each, column seed); the verdicts judge these models on the seed-to-seed spread."
+
+
 def _notes(docs) -> list[str]:
     return R.provenance_notes(docs) + [
+        _seeds_note(docs),
         NO_PUBLISHED,
         "test_err and attack accuracies in %; *_acc@eps: FGSM/PGD at that radius alone; ibp_verified_acc: points whose margins IBP certifies over the eps-box.",
         "mean_log_S: mean over test points of the log-volume sum_k log(u_k - l_k) of the IBP output box (logits or softmax probabilities); "
@@ -187,7 +203,8 @@ def _notes(docs) -> list[str]:
 
 def table_sensitivity_loss(paths: list[str], outputs: dict[str, str]) -> pd.DataFrame:
     docs = R.load_all(paths)
-    df = _metric_rows(docs, ["dataset", "model", "lambda_s"]).sort_values(["model", "lambda_s"]).reset_index(drop=True)
+    df = _metric_rows(docs, ["dataset", "model", "lambda_s"])
+    df = df.sort_values([c for c in ("model", "lambda_s", "seed") if c in df]).reset_index(drop=True)
     df["published"] = "no published value"
     R.write_table(df, outputs, "TRDNN: sensitivity loss over the lambda_s grid", _notes(docs))
     return df
@@ -196,8 +213,9 @@ def table_sensitivity_loss(paths: list[str], outputs: dict[str, str]) -> pd.Data
 def table_baselines(paths: list[str], outputs: dict[str, str], method_of: dict[str, str]) -> pd.DataFrame:
     docs = R.load_all(paths)
     for d in docs:
-        if d["run"] in method_of:
-            d["train_labels"] = {**d["train_labels"], "method": method_of[d["run"]]}
+        run = d["train_labels"].get("declared_run", d["run"])  # every seed of a reused model
+        if run in method_of:
+            d["train_labels"] = {**d["train_labels"], "method": method_of[run]}
     df = _metric_rows(docs, ["dataset", "model", "method"]).reset_index(drop=True)
     df["published"] = "no published value"
     R.write_table(df, outputs, "TRDNN: sensitivity loss against plain, input-Jacobian, PGD-AT and IBP training", _notes(docs))
