@@ -9,7 +9,7 @@ import re
 import pandas as pd
 import pytest
 
-from robrepro import reporting as R
+from robrepro import tables_figures as R
 from robrepro import verdicts as V
 from robrepro.config import load
 from robrepro.papers import ssp, trdnn
