@@ -374,7 +374,7 @@ def test_a_sound_bound_passes_the_recomputed_audit():
 
 
 def test_a_broken_bound_fails_the_certified_audit(monkeypatch):
-    from robrepro.evaluations.certified import soundness
+    from robrepro.evaluations.soundness import soundness
 
     doc = _evaluate(monkeypatch, broken=True)  # the job itself no longer aborts: it stores the evidence
     at_large = doc["per_eps"][1]

@@ -167,7 +167,7 @@ def test_a_gradient_free_leg_that_fails_on_the_undefended_reference_is_weak():
 
 
 def test_a_transfer_leg_below_the_agreement_gate_is_unusable():
-    from robrepro.evaluations.attack_suite import as_attack_results
+    from robrepro.evaluations.masking import as_attack_results
 
     def suite(agreement):
         leg = {"access": "transfer", "one_step": False, "per_eps": [{"eps": 0.1, "robust_acc": 0.6}], "twin_agreement": agreement}
@@ -267,7 +267,8 @@ def test_the_audit_flags_a_masked_model_and_confirms_the_honest_one(vulnerable, 
 
 
 def test_attack_suite_resumes_after_each_attack_and_feeds_the_audit(vulnerable, tmp_path):
-    from robrepro.evaluations.attack_suite import as_attack_results, run_suite
+    from robrepro.evaluations.attack_suite import run_suite
+    from robrepro.evaluations.masking import as_attack_results
 
     m, x8, y = vulnerable
     state = tmp_path / "suite.json"

@@ -80,7 +80,7 @@ def test_runs_with_pytorch_alone(repo_root, tmp_path):
     )
     res = subprocess.run(
         [sys.executable, "-m", "robrepro", "selfcheck", "config/config.yaml", "config/smoke.yaml", "--tier", "smoke", "--device", "cpu"]
-        + ["--only", r"model act_mlp|train jacobian_reg", "--cost-limit", "60", "--cost-budget", "0.05", "--cost-match", "^train/trdnn/bl-mlp-jacobian$"],
+        + ["--only", r"model act_mlp|train jacobian_reg", "--cost-limit", "60", "--cost-budget", "0.05", "--cost-match", "^train/trdnn/bl-mlp-jacobian(-s0)?$"],
         cwd=repo_root,
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(repo_root / "src")])},
         capture_output=True,

@@ -25,7 +25,7 @@ from torch import nn
 from ..attacks import Attack, make_attack, registry, robust_accuracy
 from ..models.ode_twin import count_nfe
 from ..results import atomic_path
-from .masking import AttackResult, Thresholds, decode_mask, encode_mask, transfer_gate
+from .masking import encode_mask
 
 ONE_STEP = ("fgsm",)
 
@@ -114,19 +114,3 @@ def run_suite(
             with atomic_path(state) as tmp:
                 tmp.write_text(json.dumps({"key": key, "results": {**done, **out}}))
     return out
-
-
-def as_attack_results(suite_results: dict[str, dict[str, Any]], th: Thresholds = Thresholds()) -> list[AttackResult]:
-    """The suite's measurements as the audit's inputs; a transfer leg whose surrogate disagrees with
-    the model (``twin_agreement`` below ``th.min_agreement``) is marked unusable."""
-    return [
-        AttackResult(
-            label,
-            r["access"],
-            {float(e["eps"]): float(e["robust_acc"]) for e in r["per_eps"]},
-            bool(r["one_step"]),
-            {float(e["eps"]): decode_mask(e["robust"]) for e in r["per_eps"] if "robust" in e},
-            transfer_gate(r.get("twin_agreement"), th),
-        )
-        for label, r in suite_results.items()
-    ]

@@ -26,8 +26,8 @@ from ..attacks import registry
 from ..attacks.transfer import twin_agreement
 from ..models.ode_twin import ode_blocks
 from . import JobContext, register_kind
-from .attack_suite import as_attack_results, run_suite
-from .masking import Thresholds, audit
+from .attack_suite import run_suite
+from .masking import Thresholds, as_attack_results, audit
 
 
 @register_kind(

@@ -7,7 +7,7 @@ error, which is a lower bound on the true robust error while verified error is a
 A point certified at eps that the attack breaks inside the eps-ball would prove a bound unsound. The
 job does not decide that by itself: it stores, per radius, which points each bound certified and
 which points survived the attack (one 0/1 character per test point), and the report recomputes the
-check from them (:func:`soundness`), so a broken bound fails a check that is not the job's own say-so.
+check from them (:func:`robrepro.evaluations.soundness.soundness`), so a broken bound fails a check that is not the job's own say-so.
 """
 
 from __future__ import annotations
@@ -22,30 +22,7 @@ from torch import nn
 from .. import bounds
 from ..attacks import Attack, attack_mode, make_attack, robust_accuracy, to_input
 from . import JobContext, register_kind
-from .masking import decode_mask, encode_mask
-
-
-def soundness(e: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per bound, the certified >= attack check of one stored radius (an entry of ``per_eps``),
-    recomputed from its per-point results: ``violations`` (points certified that the attack broke),
-    ``verified_err`` and ``attack_err`` recomputed, and ``consistent`` (the stored errors equal the
-    recomputed ones). Empty when the entry has no per-point results."""
-    if "attack_robust" not in e or not isinstance(e.get("verified"), dict):
-        return {}
-    robust = decode_mask(e["attack_robust"])
-    n = len(robust)
-    attack_err = 1 - sum(robust) / n if n else 0.0
-    out = {}
-    for method, s in e["verified"].items():
-        ver = decode_mask(s)
-        err = 1 - sum(ver) / n if n else 0.0
-        stored = (e.get("verified_err") or {}).get(method)
-        # The stored errors are float32 means: equal counts agree to far better than half a point.
-        half = 0.5 / max(n, 1)
-        consistent = stored is not None and abs(float(stored) - err) < half and abs(float(e.get("attack_err", -1)) - attack_err) < half
-        bad = [i for i, (v, r) in enumerate(zip(ver, robust)) if v and not r]
-        out[method] = {"violations": len(bad), "first": bad[:10], "verified_err": err, "attack_err": attack_err, "consistent": consistent}
-    return out
+from .masking import encode_mask
 
 
 def verified_masks(

@@ -49,6 +49,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 WHITE_BOX = "white-box"
 GRADIENT_FREE = ("black-box", "decision")
@@ -271,3 +272,19 @@ def audit(
             row.verdict, row.rule = INCONCLUSIVE, f"inconclusive: {gap_text}"
         rows.append(row)
     return rows
+
+
+def as_attack_results(suite_results: dict[str, dict[str, Any]], th: Thresholds = Thresholds()) -> list[AttackResult]:
+    """The suite's measurements as the audit's inputs; a transfer leg whose surrogate disagrees with
+    the model (``twin_agreement`` below ``th.min_agreement``) is marked unusable."""
+    return [
+        AttackResult(
+            label,
+            r["access"],
+            {float(e["eps"]): float(e["robust_acc"]) for e in r["per_eps"]},
+            bool(r["one_step"]),
+            {float(e["eps"]): decode_mask(e["robust"]) for e in r["per_eps"] if "robust" in e},
+            transfer_gate(r.get("twin_agreement"), th),
+        )
+        for label, r in suite_results.items()
+    ]

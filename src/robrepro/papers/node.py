@@ -427,8 +427,7 @@ def _audit_rows(docs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[s
     """(doc, audit row) pairs recomputed from the stored per-point results: a gradient-free leg that
     fails on the dataset's undefended reference model (Table 1's ResNet) is marked weak for every
     model of that dataset, and a transfer leg below its agreement gate unusable."""
-    from ..evaluations.attack_suite import as_attack_results
-    from ..evaluations.masking import Thresholds, weak_legs
+    from ..evaluations.masking import Thresholds, as_attack_results, weak_legs
     from ..evaluations.masking import audit as audit_rows
 
     out = []

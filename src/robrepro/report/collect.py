@@ -227,7 +227,7 @@ def certified_audit(plan: Plan, paper: str, docs: _Docs) -> list[dict[str, Any]]
     survived the attack), not taken from the job: a row fails when a certified point was broken, or
     when the stored errors disagree with the per-point results. A result without per-point results
     (older) is checked on its errors alone (``check``: errors only)."""
-    from ..evaluations.certified import soundness
+    from ..evaluations.soundness import soundness
 
     rows = []
     for key in sorted((k for k in plan.jobs if k[0] == paper), key=lambda k: tuple("" if x is None else str(x) for x in k)):
