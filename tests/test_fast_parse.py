@@ -47,6 +47,17 @@ def test_a_kept_configuration_is_reused_until_its_inputs_change(tmp_path, config
             composed.compose_cached(user, config_dir, cache)
 
 
+def test_the_parse_that_composes_reads_as_the_parses_that_reuse(tmp_path, config_dir):
+    """Same values and the same key order on a miss as on a hit: a rule's params built from a dict
+    (a table's notes) would otherwise differ between the first parse and later ones, and re-run."""
+    cache = tmp_path / "cache"
+    for tier in ("smoke", "paper"):
+        user = {"tier": tier}
+        first = composed.compose_cached(user, config_dir, cache)
+        again = composed.compose_cached(user, config_dir, cache)
+        assert json.dumps(first) == json.dumps(again)
+
+
 def test_the_key_covers_the_package_files(config_dir, monkeypatch, tmp_path):
     user = {"tier": "smoke"}
     pkg = tmp_path / "pkg"

@@ -53,12 +53,16 @@ def compose_cached(user: dict[str, Any], config_dir: str | Path, cache_dir: str 
             pass  # a damaged file: compose again
     from .config import compose
 
-    composed = compose(user, config_dir)
+    # Through JSON on a miss as on a hit, keys in their written order: the rules' params (a table's
+    # notes built from a dict, say) must read the same on the parse that composed as on later ones,
+    # or the targets would re-run on the second parse.
+    text = json.dumps(compose(user, config_dir))
+    composed = json.loads(text)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(composed, sort_keys=True))
+            tmp.write_text(text)
             os.replace(tmp, path)
             _prune(path.parent)
         except OSError:
