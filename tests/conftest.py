@@ -120,6 +120,20 @@ def _few_threads():
     torch.set_num_threads(old)
 
 
+def tiny_certifiable_net(n: int = 64):
+    """A 16-24-3 ReLU net on 4x4 inputs, with ``n`` uint8 inputs and the labels it predicts on them:
+    every point is clean-correct, so a bound has something to certify and an attack something to break."""
+    from torch import nn
+
+    from robrepro.models import Normalize
+
+    torch.manual_seed(0)
+    m = nn.Sequential(Normalize([0.5], [0.5]), nn.Flatten(), nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 3))
+    x = torch.rand(n, 1, 4, 4)
+    y = m(x).argmax(1)
+    return m.eval(), (x * 255).round().to(torch.uint8), y
+
+
 @pytest.fixture(scope="session")
 def mnist_model(data_root):
     """A small MLP trained once per session on real MNIST (400 Adam steps, about 95 % test accuracy),
@@ -163,16 +177,19 @@ def snakemake(cwd, *args, configs=(), timeout=2400):
     )
 
 
+def copy_workflow(repo_root: Path, wd: Path) -> Path:
+    """The Snakefile, rules, configuration, environments and package copied into ``wd`` (a folder
+    that exists). copytree keeps modification times: the copy is exactly as old as the repository's files."""
+    shutil.copy(repo_root / "Snakefile", wd)
+    for d in ("workflow", "config", "envs", "src"):
+        shutil.copytree(repo_root / d, wd / d, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return wd
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory, repo_root, data_root):
     """A copy of the workflow and of the package, with data from the mirror."""
-    wd = tmp_path_factory.mktemp("wf")
-    shutil.copy(repo_root / "Snakefile", wd)
-    shutil.copytree(repo_root / "workflow", wd / "workflow")
-    shutil.copytree(repo_root / "config", wd / "config")
-    shutil.copytree(repo_root / "envs", wd / "envs")
-    # copytree keeps modification times: the copy is exactly as old as the repository's files.
-    shutil.copytree(repo_root / "src", wd / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    wd = copy_workflow(repo_root, tmp_path_factory.mktemp("wf"))
     (wd / "local.yaml").write_text(yaml.safe_dump({"data": {"mirrors": [str(data_root)], "download": False}}))
     return wd
 

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_certifiable_net
 from torch import nn
 
 from robrepro import bounds, schedules
@@ -327,14 +328,6 @@ def test_models_go_through_the_registry():
 # ----------------------------------------------------------------------------------------------
 
 
-def _tiny_net():
-    torch.manual_seed(0)
-    m = nn.Sequential(Normalize([0.5], [0.5]), nn.Flatten(), nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 3))
-    x = torch.rand(48, 1, 4, 4)
-    y = m(x).argmax(1)  # labels the net gets right, so that there is something to certify
-    return m.eval(), (x * 255).round().to(torch.uint8), y
-
-
 class _Plan:
     """The two things the report's certified audit reads of a plan: job keys and their files."""
 
@@ -357,7 +350,7 @@ def _evaluate(monkeypatch=None, broken=False):
     from robrepro.attacks import make_attack
     from robrepro.evaluations.certified import certified_errors
 
-    m, x, y = _tiny_net()
+    m, x, y = tiny_certifiable_net(48)
     if broken:
         # A planted bug: the bound certifies every point, including those the attack breaks.
         monkeypatch.setattr(bounds, "verified_radii", lambda model, xb, yb, radii, method="ibp": torch.ones(len(radii), len(yb), dtype=torch.bool))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
+from conftest import copy_workflow
 
 from robrepro import cost
 from robrepro import runtimes as R
@@ -96,9 +96,7 @@ def test_one_job_timed_end_to_end_and_checked_against_its_benchmark(smoke_plan, 
 def test_the_workflow_asks_for_the_runtimes_of_the_cost_model(repo_root, tmp_path):
     wd = tmp_path / "wf"
     wd.mkdir()
-    shutil.copy(repo_root / "Snakefile", wd)
-    for d in ("workflow", "config", "envs", "src"):
-        shutil.copytree(repo_root / d, wd / d, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    copy_workflow(repo_root, wd)
     root = R.outputs("results/smoke")["runtimes"]
     R.write(wd / root, {"train/trdnn/bl-mlp-jacobian": 77 * 60 / R.SAFETY, "eval/trdnn/bl-mlp-jacobian/attack/pgd": 55 * 60 / R.SAFETY}, device="CPU: test")
     res = subprocess.run(

@@ -1,24 +1,14 @@
 """Certified evaluation: verified error bounds the attack error (an unsound bound: tests/test_certified.py)."""
 
 import pytest
-import torch
-from torch import nn
+from conftest import tiny_certifiable_net
 
 from robrepro.attacks import make_attack
 from robrepro.evaluations import certified as evaluate
-from robrepro.models import Normalize
-
-
-def _net():
-    torch.manual_seed(0)
-    m = nn.Sequential(Normalize([0.5], [0.5]), nn.Flatten(), nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 3))
-    x = torch.rand(64, 1, 4, 4)
-    y = m(x).argmax(1)  # labels the net gets right, so that verification has something to certify
-    return m.eval(), (x * 255).round().to(torch.uint8), y
 
 
 def test_verified_error_is_an_upper_bound_of_attack_error():
-    m, x, y = _net()
+    m, x, y = tiny_certifiable_net()
     res = evaluate.certified_errors(
         m, x, y, [0.0, 0.005, 0.02, 0.1], ["ibp", "crown_ibp"], make_attack({"name": "pgd", "steps": 10, "early_stop": True}), batch_size=16
     )

@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import pytest
+from conftest import copy_workflow
 
 from robrepro import composed
 from robrepro.config import ConfigError, compose, load
@@ -116,9 +117,7 @@ runpy.run_module("snakemake", run_name="__main__")
 def test_a_second_parse_of_the_workflow_does_not_import_torch(tmp_path, repo_root):
     wd = tmp_path / "wf"
     wd.mkdir()
-    shutil.copy(repo_root / "Snakefile", wd)
-    for d in ("workflow", "config", "envs", "src"):
-        shutil.copytree(repo_root / d, wd / d, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    copy_workflow(repo_root, wd)
     args = [sys.executable, "-c", SNAKEMAKE_REPORTING_TORCH, "-n", "all", "--configfile", "config/smoke.yaml"]
     env = {**os.environ, "PYTHONPATH": str(wd / "src")}
     runs = [subprocess.run(args, cwd=wd, env=env, capture_output=True, text=True, timeout=600) for _ in range(2)]
