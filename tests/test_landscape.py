@@ -124,7 +124,9 @@ def _run(path, steps):
 
 
 def test_killed_search_resumes_to_the_same_database(tmp_path):
-    steps = 8
+    # Enough chunks that the kill lands mid-search even when this process polls late (a busy CI
+    # worker once saw all 4 chunks of an 8-step search written between two polls).
+    steps = 40
     full = tmp_path / "full.json"
     assert _run(full, steps).wait(timeout=300) == 0
     killed = tmp_path / "killed.json"
