@@ -245,7 +245,14 @@ def save_figure(fig, outputs: dict[str, str]) -> None:
 
 def provenance_notes(docs: list[dict[str, Any]]) -> list[str]:
     """Tier, code version and data source of the results a table or figure was made from."""
-    commits = sorted({str(d["provenance"]["git"].get("commit"))[:12] + ("+dirty" if d["provenance"]["git"].get("dirty") else "") for d in docs})
+
+    def code(git: dict[str, Any]) -> str:
+        # Code run outside a git checkout (an installed package, a copied tree) has no commit to name.
+        if not git.get("commit"):
+            return "unknown commit (not run from a git checkout)"
+        return str(git["commit"])[:12] + ("+dirty" if git.get("dirty") else "")
+
+    commits = sorted({code(d["provenance"]["git"]) for d in docs})
     tiers = sorted({str(d["provenance"]["spec"].get("tier")) for d in docs})
     src = data_label(d["provenance"]["data_source"] for d in docs)
     notes = [f"tier: {', '.join(tiers)}; code: {', '.join(commits)}; data: {src}"]
