@@ -59,6 +59,33 @@ def test_a_failed_job_prints_its_log_tail_and_the_rerun_command(tmp_path):
     assert "rerun: snakemake out/boom.txt --cores 1 --configfile my.yaml" in err
 
 
+def test_a_failed_script_rule_says_the_same(tmp_path):
+    """A ``script:`` rule (the report, the cost model) through failures.logged_script: its traceback in
+    its log, the log's tail and the rerun command on the terminal, a failed job."""
+    (tmp_path / "boom.py").write_text(
+        textwrap.dedent(
+            """
+            import sys
+            from robrepro.failures import logged_script
+
+            with logged_script(snakemake.log[0], snakemake.output) as log:
+                for i in range(1, 41):
+                    print(f"line{i}", file=log)
+                print("written before the failure", file=sys.stderr)
+                raise RuntimeError("no tables to read")
+            """
+        )
+    )
+    (tmp_path / "Snakefile").write_text('rule boom:\n    output: "out/boom.html"\n    log: "boom.log"\n    script: "boom.py"\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), RERUN_VAR: rerun_args(["my.yaml"])}
+    res = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    err = res.stderr
+    assert res.returncode != 0 and "failed (exit 1); last 30 lines of boom.log:" in err
+    assert "RuntimeError: no tables to read" in err and "rerun: snakemake out/boom.html --cores 1 --configfile my.yaml" in err
+    log = (tmp_path / "boom.log").read_text()
+    assert log.startswith("line1\n") and "written before the failure" in log and "Traceback" in log
+
+
 def test_snakemake_names_the_tiers_of_a_target_absent_at_lite(repo_root):
     """The workflow's own answer, on a real dry run (not Snakemake's "No rule to produce")."""
     res = subprocess.run(
