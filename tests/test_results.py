@@ -127,3 +127,35 @@ def test_an_out_of_range_value_stops_aggregation_naming_the_file(tmp_path, monke
     with pytest.raises(SystemExit) as stop:
         main(["report", "robrepro.tables_figures:count_rows", "--inputs", str(bad), "--out", str(tmp_path / "t.csv")])
     assert stop.value.code == 2 and f"[report] refused: {bad}: {where}" in capsys.readouterr().err
+
+
+def _git_repo(path: Path) -> str:
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    run = lambda *a: subprocess.run(["git", "-C", str(path), *a], check=True, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    run("init", "-q")
+    (path / "f.txt").write_text("x")
+    run("add", "f.txt")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    return run("rev-parse", "HEAD")
+
+
+def test_git_state_names_the_checkout_the_package_runs_from_and_no_other(tmp_path, monkeypatch):
+    """A source checkout (<repo>/src/robrepro) records its commit; an installed copy inside some other
+    repository (a virtual environment kept in a clone) records none, not the enclosing clone's commit."""
+    import robrepro.results as R
+
+    head = _git_repo(tmp_path / "clone")
+    monkeypatch.setattr(R, "__file__", str(tmp_path / "clone" / "src" / "robrepro" / "results.py"))
+    assert R.git_state() == {"commit": head, "dirty": False}
+    (tmp_path / "clone" / "f.txt").write_text("changed")
+    assert R.git_state()["dirty"] is True
+    site = tmp_path / "clone" / ".venv" / "lib" / "python3.11" / "site-packages" / "robrepro" / "results.py"
+    monkeypatch.setattr(R, "__file__", str(site))
+    assert R.git_state() == {"commit": None, "dirty": None}
+    # A folder named src inside a repository, not at its top: not this package's checkout either.
+    vendored = tmp_path / "clone" / "vendor" / "src" / "robrepro"
+    vendored.mkdir(parents=True)
+    monkeypatch.setattr(R, "__file__", str(vendored / "results.py"))
+    assert R.git_state() == {"commit": None, "dirty": None}

@@ -94,16 +94,25 @@ def _json_default(obj):
 
 
 def git_state(repo: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Commit and dirtiness of the checkout that holds this package (None outside a git checkout)."""
-    repo = Path(repo) if repo else Path(__file__).resolve().parents[2]
+    """Commit and dirtiness of the checkout this package runs from (None when it is not run from one).
+
+    Without ``repo``, the checkout is the one whose ``src/`` holds this package, and only if git names
+    that folder as the top of its work tree: an installed copy (a wheel in a virtual environment kept
+    inside some clone, say) must not record the commit of whatever repository happens to enclose it."""
+    if repo is None:
+        package = Path(__file__).resolve().parent
+        if package.parent.name != "src":
+            return {"commit": None, "dirty": None}
+        repo = package.parent.parent
+    repo = Path(repo)
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+
     try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True, timeout=10
-            ).stdout.strip()
-        )
-        return {"commit": commit, "dirty": dirty}
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != repo.resolve():
+            return {"commit": None, "dirty": None}
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 
