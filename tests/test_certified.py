@@ -376,6 +376,15 @@ def test_a_broken_bound_fails_the_certified_audit(monkeypatch):
     assert not rows[1]["ok"] and rows[1]["violations"] > 0
 
 
+def test_masks_of_other_lengths_never_pass_the_recomputed_audit():
+    from robrepro.evaluations.soundness import soundness
+
+    # Four attacked points, all broken; eight "certified" ones: zip would pair only the first four.
+    entry = {"attack_robust": "0000", "attack_err": 1.0, "verified": {"ibp": "00001111"}, "verified_err": {"ibp": 0.0}}
+    got = soundness(entry)["ibp"]
+    assert got["violations"] == 0 and not got["consistent"]
+
+
 def test_stored_errors_that_disagree_with_the_per_point_results_fail_the_audit():
     doc = _evaluate()
     e = doc["per_eps"][0]

@@ -118,6 +118,20 @@ def test_disjoint_successes_reveal_masking_that_no_single_attack_shows():
     assert row.verdict == MASKING and row.rule.startswith("gap")
 
 
+def test_a_suite_that_breaks_every_remaining_point_confirms_nothing():
+    # PGD leaves 30 of 1 000 points (3 %); Square and APGD break disjoint halves of them, so no sanity
+    # check fires and the gap (3 points) is within the 5-point tolerance: still no "confirmed" 3 %.
+    n, eps = 1000, 0.1
+    results = [
+        _r("pgd", "white-box", {eps: 0.03}, robust={eps: _mask(n, range(30))}),
+        _r("apgd", "white-box", {eps: 0.015}, robust={eps: _mask(n, range(15))}),
+        _r("square", "black-box", {eps: 0.015}, robust={eps: _mask(n, range(15, 30))}),
+    ]
+    (row,) = audit(results, "pgd", [eps], large_eps=None, n=n)
+    assert row.worst_acc == 0 and row.gap_high <= 0.05 and not row.failed
+    assert row.verdict == NOT_TESTABLE and row.rule.startswith("worst-floor")
+
+
 def test_zero_accuracy_is_never_a_robustness_label():
     at_zero = [_r("pgd", "white-box", {0.1: 0.0}), _r("square", "black-box", {0.1: 0.0})]
     (row,) = audit(at_zero, "pgd", [0.1], large_eps=None, n=N)
@@ -173,7 +187,9 @@ def test_a_transfer_leg_below_the_agreement_gate_is_unusable():
         leg = {"access": "transfer", "one_step": False, "per_eps": [{"eps": 0.1, "robust_acc": 0.6}], "twin_agreement": agreement}
         return {"pgd": {"access": "white-box", "one_step": False, "per_eps": [{"eps": 0.1, "robust_acc": 0.6}]}, "transfer": leg}
 
-    assert transfer_gate(0.94) and not transfer_gate(0.95) and not transfer_gate(None)
+    assert transfer_gate(0.94) and not transfer_gate(0.95) and "not measured" in transfer_gate(None)
+    unmeasured = as_attack_results(suite(None))
+    assert unmeasured[0].unusable == "" and "not measured" in unmeasured[1].unusable
     low, high = as_attack_results(suite(0.80)), as_attack_results(suite(0.99))
     assert "80.0 %" in low[1].unusable and high[1].unusable == ""
     assert audit(low, "pgd", [0.1], large_eps=None, n=N)[0].verdict == NOT_TESTABLE

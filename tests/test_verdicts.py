@@ -206,9 +206,20 @@ def test_seed_to_seed_variance_decides_when_there_are_several_seeds():
     v = judge({**MORE_ROBUST, "margin": 0.0}, seeds)
     assert v.status == V.INCONCLUSIVE and "3 seeds per value" in v.evidence
     # se of res's mean: sd 8 / sqrt(3) = 4.619 (above its binomial error); ode's: sd 1 / sqrt(3) = 0.577,
-    # below its binomial error 1.543 / sqrt(3) = 0.891, which it keeps.
-    assert v.cells["se"].iloc[0] == pytest.approx(math.hypot(4.6188, 0.8908), rel=1e-3)
+    # below the binomial error of its shared 1000 test points, 1.541 (mean over its seeds), which it keeps.
+    assert v.cells["se"].iloc[0] == pytest.approx(math.hypot(4.6188, 1.5408), rel=1e-3)
     assert v.cells["left_value"].iloc[0] == 61.0 and v.cells["right_value"].iloc[0] == 54.0
+
+
+def test_seeds_that_repeat_one_evaluation_add_no_evidence():
+    """Seeds are evaluated on the same test points: three copies of one evaluation are as uncertain as
+    one (the test sample's error does not shrink with the number of seeds)."""
+    one = table([(1, "ode", 54.0), (1, "res", 50.0)]).assign(seed=0)
+    three = pd.concat([one.assign(seed=s) for s in (0, 1, 2)], ignore_index=True)
+    test = {**MORE_ROBUST, "margin": 0.0}
+    v1, v3 = judge(test, one), judge(test, three)
+    assert v1.status == v3.status == V.INCONCLUSIVE
+    assert v3.cells["se"].iloc[0] >= v1.cells["se"].iloc[0] - 1e-9
 
 
 # --- the GM paper's own Table 3 as the reproduction -----------------------------------------------------

@@ -10,11 +10,15 @@ import math
 
 
 def parse_eps(value) -> float:
-    """Epsilons in configs may be numbers or strings like "8/255"."""
+    """Epsilons in configs may be numbers or strings like "8/255"; either must be finite and >= 0."""
     if isinstance(value, str):
         num, _, den = value.partition("/")
-        return float(num) / float(den) if den else float(num)
-    v = float(value)
+        try:
+            v = float(num) / float(den) if den else float(num)
+        except ZeroDivisionError:
+            raise ValueError(f"epsilon {value!r} divides by zero") from None
+    else:
+        v = float(value)
     if not math.isfinite(v) or v < 0:
         raise ValueError(f"epsilon must be finite and >= 0, got {value!r}")
     return v

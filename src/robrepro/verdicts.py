@@ -289,15 +289,19 @@ def judge(claim: Claim, tables: dict[str, pd.DataFrame | None], tier: str) -> Ve
     if df is None:
         return Verdict(claim, INCONCLUSIVE, f"missing data: target {claim.table} is not built yet")
     params = {k: v for k, v in claim.test.items() if k not in ("predicate", "table", "noise_reason")}
-    rows, dropped = select(df, params.pop("filter", None), params.pop("largest", None))
-    if not len(rows):
-        why = "only synthetic-data rows" if dropped else "no rows match the filter"
-        return Verdict(claim, INCONCLUSIVE, f"missing data: {why} in {claim.table}")
     try:
+        rows, dropped = select(df, params.pop("filter", None), params.pop("largest", None))
+        if not len(rows):
+            why = "only synthetic-data rows" if dropped else "no rows match the filter"
+            return Verdict(claim, INCONCLUSIVE, f"missing data: {why} in {claim.table}")
         v = PREDICATES[claim.test["predicate"]].fn(claim, rows, **params)
     except KeyError as e:
-        # A column the claim's test needs is absent: that claim gets no verdict, the report still builds.
+        # A column the claim's test needs is absent (an empty table has none): that claim gets no
+        # verdict, the report still builds.
         return Verdict(claim, INCONCLUSIVE, f"cannot judge: {claim.table} has no column {e}")
+    except ValueError as e:
+        # Rows the test cannot read: a value that is not a number, replicates it cannot tell apart.
+        return Verdict(claim, INCONCLUSIVE, f"cannot judge: {claim.table}: {e}")
     if dropped:
         v.evidence += f"; {dropped} synthetic-data rows left out"
     return v
@@ -381,14 +385,21 @@ def measure(sub: pd.DataFrame, by: str, group, value: str, noise: str, scale: fl
         if hit["n"].isna().any() or float(hit["n"].min()) < min_n:
             return None
         n = int(hit["n"].min())
-    if "seed" not in hit or len(hit) == 1:
+    if len(hit) > 1 and ("seed" not in hit or hit["seed"].duplicated().any()):
+        # Replicates that no seed tells apart: judging on one of them would hide the others.
+        raise ValueError(f"{len(hit)} rows of {by}={group} in one cell, not told apart by a seed column")
+    if len(hit) == 1:
         row = hit.iloc[0]
-        return Measure(float(row[value]), _row_se(row, value, noise, scale), math.inf, n, 1, _points(hit))
-    # Several training seeds: the spread between them is the noise (it contains each one's
-    # evaluation noise), but three seeds can agree by chance, so never below the mean's own error.
+        # Exact values (noise none: the paper's own numbers, say) have no per-point results to pair:
+        # the table's points belong to the values it measured.
+        return Measure(float(row[value]), _row_se(row, value, noise, scale), math.inf, n, 1, _points(hit) if noise != "none" else None)
+    # Several training seeds: the spread between them is the training noise. Every seed is evaluated
+    # on the same test points, so the test sample's own error is shared by all of them: it neither
+    # shows in their spread nor shrinks with their number. Three seeds can also agree by chance. The
+    # mean's error is therefore never below one evaluation's own error (not that error / sqrt(k)).
     vals = hit[value].astype(float).to_numpy()
     k = len(vals)
-    own = float(np.mean([_row_se(r, value, noise, scale) for _, r in hit.iterrows()])) / math.sqrt(k)
+    own = float(np.mean([_row_se(r, value, noise, scale) for _, r in hit.iterrows()]))
     return Measure(float(vals.mean()), max(float(vals.std(ddof=1)) / math.sqrt(k), own), k - 1.0, n, k)
 
 
@@ -427,10 +438,12 @@ def holm(p: list[float]) -> np.ndarray:
     return adj
 
 
-def compare(a: Measure, b: Measure, mode: str, margin: float, alpha: float, scale: float) -> dict[str, Any]:
+def compare(a: Measure, b: Measure, mode: str, margin: float, alpha: float, scale: float, family: int = 1) -> dict[str, Any]:
     """One comparison of ``a`` (left) with ``b`` (right): the difference in the claim's direction, its
     standard error, the p-value against the claim holding (``p_hold``: small when it holds) and against
     it failing (``p_fail``: small when it fails), and the power to resolve the claim's margin or tolerance.
+    ``family``: how many comparisons the claim makes; a refutation survives Holm over all of them, so
+    the power to refute is computed at alpha / family (Holm's strictest step: a lower bound).
 
     ``mode``: greater (a - b > margin), less (b - a > margin), close (|a - b| <= margin)."""
     raw = a.value - b.value
@@ -469,8 +482,10 @@ def compare(a: Measure, b: Measure, mode: str, margin: float, alpha: float, scal
     if s > 0 and (mode == "close" or margin != 0):
         # close: the chance to show closeness were the two exactly equal (two one-sided tests);
         # a margin: the chance to refute were there no effect at all (and to support at twice the margin).
-        x = abs(margin) / s - q
-        power = float(max(0.0, 2 * NormalDist().cdf(x) - 1) if mode == "close" else NormalDist().cdf(x))
+        if mode == "close":
+            power = float(max(0.0, 2 * NormalDist().cdf(abs(margin) / s - q) - 1))
+        else:
+            power = float(NormalDist().cdf(abs(margin) / s - _quantile(alpha / max(family, 1), dof)))
     return {"diff": raw, "pm": q * s, "se": s, "dof": dof, "p_hold": p_hold, "p_fail": p_fail, "power": power, "paired": paired}
 
 
@@ -549,7 +564,7 @@ def judge_pairs(
             continue
         a, b = pair
         sat = saturated([a.value, b.value], noise, float(scale), band)
-        comps.append({**compare(a, b, mode, float(margin), alpha, float(scale)), "saturated": sat, "verdict": ""})
+        comps.append({**compare(a, b, mode, float(margin), alpha, float(scale), family=len(pairs)), "saturated": sat, "verdict": ""})
     decide(comps, alpha, float(min_power))
     return comps
 
@@ -610,9 +625,10 @@ def _method_text(cells: pd.DataFrame, info: dict[str, Any]) -> str:
             )
         else:
             out += "; unpaired binomial errors (the table has no per-point results; conservative when the models share test points)"
-    elif info["noise"] == "none":
-        out += "; values taken as exact (noise none)"
     seeds = sorted(info["seeds"])
+    if info["noise"] == "none":
+        several = bool(seeds) and seeds[-1] > 1
+        out += "; each model's value taken as exact (noise none)" + ("; the seeds' spread is the only noise" if several else "")
     if seeds and seeds[-1] > 1:
         out += (
             f"; {seeds[0]}-{seeds[-1]} seeds per value, seed-to-seed variance (Student t)"
@@ -696,9 +712,10 @@ def all_close(claim, rows, *, tolerance, **kw):
 
 def _extreme(claim, rows, *, by, expect, value, largest_wins=True, published=None, **kw):
     """``expect`` against every other group of each cell: the closest runner-up is always among them."""
+    from .tables_figures import same_value
 
     def pairs_of(sub):
-        others = [g for g in sub[by].unique() if not pd.isna(g) and str(g) != str(expect)]
+        others = [g for g in sub[by].unique() if not pd.isna(g) and not same_value(g, expect)]
         return [(expect, g) for g in others] if others else []
 
     cells, info = _compare_cells(claim, rows, pairs_of, by=by, value=value, mode="greater" if largest_wins else "less", **kw)

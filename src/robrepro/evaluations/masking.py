@@ -19,9 +19,11 @@ exceeds it is real at this n; one whose upper end stays within it confirms the p
 gradient-free leg (score-based or decision attack) is *weak* when, on the undefended reference model
 (e.g. the plain ResNet beside an ODE-Net), it leaves more than ``gap`` above the best iterative
 white-box attack (:func:`weak_legs`); a transfer leg is *unusable* when its surrogate agrees with
-the model on fewer than ``min_agreement`` of the clean predictions (:func:`transfer_gate`). Their
-successes still count in the worst case, but a confirmation needs at least one usable
-gradient-free leg: gradient attacks alone cannot confirm a number that masked gradients may inflate.
+the model on fewer than ``min_agreement`` of the clean predictions, or when that agreement was not
+measured (:func:`transfer_gate`). Their successes still count in the worst case, but a confirmation
+needs at least one usable leg that does not follow the audited model's gradients (gradient-free, or
+transfer from a surrogate): gradient attacks alone cannot confirm a number that masked gradients may
+inflate.
 
 Sanity checks (``slack``: the larger of ``tol`` and ``z`` standard errors of the difference):
 
@@ -38,10 +40,12 @@ Verdict per radius (labels say what they mean; the first rule that fires decides
 3. ``gap``: the gap's lower end exceeds ``gap`` -> "masking suspected" for an iterative paper attack;
    ``gap-one-step``: for a one-step one (FGSM) -> "weak attack": expected to be weaker, and no
    evidence of masking.
-4. ``no-usable-leg``: no usable gradient-free attack at this radius -> "not testable".
-5. ``confirmed``: the gap's upper end is within ``gap`` -> "paper's number confirmed by stronger
+4. ``worst-floor``: the suite leaves no point where the paper's attack left some -> "not testable":
+   whatever the tolerance says of the gap, no robustness is left to confirm.
+5. ``no-usable-leg``: no usable gradient-free or transfer attack at this radius -> "not testable".
+6. ``confirmed``: the gap's upper end is within ``gap`` -> "paper's number confirmed by stronger
    attacks" (the number, whatever it is: 3 % confirmed is 3 %, not robustness).
-6. ``inconclusive``: otherwise (the gap is within its sampling error of the tolerance).
+7. ``inconclusive``: otherwise (the gap is within its sampling error of the tolerance).
 """
 
 from __future__ import annotations
@@ -212,9 +216,9 @@ def weak_legs(reference: list[AttackResult], radii: list[float], th: Thresholds 
 
 
 def transfer_gate(agreement: float | None, th: Thresholds = Thresholds()) -> str:
-    """Why a transfer leg is unusable ("" if usable): its surrogate must predict like the model."""
+    """Why a transfer leg is unusable ("" if usable): its surrogate must be shown to predict like the model."""
     if agreement is None:
-        return ""
+        return "surrogate's agreement with the model not measured"
     if agreement < th.min_agreement:
         return f"surrogate agrees with the model on {100 * agreement:.1f} % of clean predictions (< {100 * th.min_agreement:g} %)"
     return ""
@@ -264,6 +268,8 @@ def audit(
         elif low > th.gap:
             row.verdict = WEAK if paper.one_step else MASKING
             row.rule = f"{'gap-one-step' if paper.one_step else 'gap'}: {gap_text}"
+        elif worst == 0:
+            row.verdict, row.rule = NOT_TESTABLE, f"worst-floor: the suite leaves no point at eps {eps:g}, no robustness to confirm; " + gap_text
         elif not usable_free:
             row.verdict, row.rule = NOT_TESTABLE, "no-usable-leg: no usable gradient-free or transfer attack; " + gap_text
         elif high <= th.gap:
@@ -284,7 +290,7 @@ def as_attack_results(suite_results: dict[str, dict[str, Any]], th: Thresholds =
             {float(e["eps"]): float(e["robust_acc"]) for e in r["per_eps"]},
             bool(r["one_step"]),
             {float(e["eps"]): decode_mask(e["robust"]) for e in r["per_eps"] if "robust" in e},
-            transfer_gate(r.get("twin_agreement"), th),
+            transfer_gate(r.get("twin_agreement"), th) if r["access"] == "transfer" else "",
         )
         for label, r in suite_results.items()
     ]

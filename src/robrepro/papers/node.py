@@ -505,18 +505,24 @@ def audit(paths: list[str], outputs: dict[str, str], table_eps: dict[str, list])
             ["dataset", "model", "training", "paper_attack", "eps"], key=lambda c: c.map(lambda v: parse_eps(v) if c.name == "eps" else v)
         ).reset_index(drop=True)
     th = docs[0]["thresholds"] if docs else {}
+
+    def pct(key: str) -> str:
+        # Thresholds are fractions in the configuration; the table's columns are percentages.
+        return f"{100 * th[key]:g} %" if key in th else "?"
+
     notes = R.provenance_notes(docs) + [
         "Every attack runs on the same test points, each radius attacked alone from every clean-correct point; acc_<attack>: its accuracy (%) at the row's radius.",
         "worst_case_acc: a point counts as robust only if every attack of the suite failed on it (the union of their successes): the robust accuracy "
         "the verdicts use. gap = paper_attack_acc - worst_case_acc (points the paper's attack left that the suite breaks), "
         f"gap_low/gap_high its Wilson interval (z {th.get('z')}); strongest_*: the best single attack.",
-        f"unusable_legs: gradient-free attacks that leave more than {th.get('gap')} above the best iterative white-box attack on the undefended "
+        f"unusable_legs: gradient-free attacks that leave more than {pct('gap')} (points) above the best iterative white-box attack on the undefended "
         f"{REFERENCE_MODEL} of the dataset (weak budget), and transfer attacks whose surrogate agrees with the model on fewer than "
-        f"{th.get('min_agreement')} of clean predictions. Their successes count in the worst case; their failures confirm nothing.",
-        f"Sanity checks (slack: {th.get('tol')} or {th.get('z')} standard errors, whichever is larger): iterative >= one-step; white-box >= black-box/transfer; "
-        f"accuracy non-increasing in eps; iterative white-box attacks <= {th.get('near_zero')} at eps {docs[0]['large_eps'] if docs else ''}.",
+        f"{pct('min_agreement')} of clean predictions (or whose agreement was not measured). Their successes count in the worst case; their failures confirm nothing.",
+        f"Sanity checks (slack: {pct('tol')} (points) or {th.get('z')} standard errors, whichever is larger): iterative >= one-step; white-box >= black-box/transfer; "
+        f"accuracy non-increasing in eps; iterative white-box attacks <= {pct('near_zero')} at eps {docs[0]['large_eps'] if docs else ''}.",
         "Verdict rules, first that fires decides: sanity (a check failed -> masking suspected); floor (the paper's attack leaves 0 % -> not testable); "
-        f"gap (gap_low above {th.get('gap')}: masking suspected for an iterative paper attack, weak attack for FGSM, which is no evidence of masking); "
+        f"gap (gap_low above {pct('gap')} (points): masking suspected for an iterative paper attack, weak attack for FGSM, which is no evidence of masking); "
+        "worst-floor (the suite leaves 0 % where the paper's attack left some -> not testable); "
         "no-usable-leg (no usable gradient-free or transfer attack -> not testable); confirmed (gap_high within the tolerance -> paper's number "
         "confirmed by stronger attacks: the number, not robustness); otherwise inconclusive.",
         "published: the paper's number for that cell (Table 1 by column position of eps, an assumption; Table 2 at 8/255); the paper did no such audit.",

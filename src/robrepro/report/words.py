@@ -31,7 +31,8 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return ""
-        return f"{v:.2f}" if abs(v) >= 0.01 or v == 0 else f"{v:.3g}"
+        # Below 1 four significant digits: radii on a 1/255 grid (0.0039, 0.0078...) stay apart.
+        return f"{v:.4g}" if abs(v) < 1 else f"{v:.2f}"
     return str(v)
 
 
