@@ -230,10 +230,11 @@ def workflow_entries():
     return sorted(sets | {("robrepro.engine", True), ("robrepro.report", False)})
 
 
-def test_touching_any_module_moves_exactly_the_stamps_of_the_jobs_that_import_it(tmp_path):
+def test_editing_any_module_moves_exactly_the_stamps_of_the_jobs_that_import_it(tmp_path):
     """For every module of the package and every job kind, training, builder and the report: the
-    stamps that a touched module makes newer (what Snakemake's mtime trigger re-runs) are those whose
-    jobs import it, by the import graph."""
+    stamps that an edited module makes newer and different (what Snakemake re-runs) are those whose
+    jobs import it, by the import graph. A module touched but not changed moves none: Snakemake
+    compares an input's checksum too, and re-ran nothing for it when the modules were the inputs."""
     root = tmp_path / "robrepro"
     shutil.copytree(Path(evaluations.__file__).parents[1], root, ignore=shutil.ignore_patterns("__pycache__"))
     t0 = 1_700_000_000 * 10**9
@@ -246,18 +247,24 @@ def test_touching_any_module_moves_exactly_the_stamps_of_the_jobs_that_import_it
     def stamps():
         return {(e, cli): code_stamp(d, [e], str(root), cli=cli) for e, cli in entries}
 
+    def times():
+        return {k: os.stat(p).st_mtime_ns for k, p in paths.items()}
+
     paths = stamps()
     assert len(set(paths.values())) == len(entries)
     graph = ImportGraph(root)
     for i, name in enumerate(sorted(graph.modules), start=1):
-        before = {k: os.stat(p).st_mtime_ns for k, p in paths.items()}
-        t = t0 + i * 10**9
-        os.utime(graph.modules[name].path, ns=(t, t))
+        f, before = graph.modules[name].path, times()
+        t = t0 + 2 * i * 10**9
+        os.utime(f, ns=(t, t))
+        assert stamps() == paths and times() == before, name
+        f.write_text(f.read_text() + "\n# edited\n")
+        os.utime(f, ns=(t + 10**9, t + 10**9))
         assert stamps() == paths
         moved = {k for k, p in paths.items() if os.stat(p).st_mtime_ns != before[k]}
         importers = {(e, cli) for e, cli in entries if name in job_modules([e], str(root), cli=cli)}
         assert moved == importers, name
-        assert all(os.stat(paths[k]).st_mtime_ns == t for k in moved), name
+        assert all(os.stat(paths[k]).st_mtime_ns == t + 10**9 for k in moved), name
     assert len(graph.modules) > 40
 
 
@@ -296,7 +303,7 @@ rule b:
 
 def test_snakemake_reruns_by_the_stamps_exactly_what_a_change_affects(toy, tmp_path):
     """A workflow whose jobs declare stamps, in a fresh clone (files just written, no stamps): once
-    run, a second parse has nothing to do, nor one after the stamps are lost; touching a module re-runs
+    run, a second parse has nothing to do, nor one after the stamps are lost; editing a module re-runs
     the job that imports it, not the other."""
     wd = tmp_path / "wf"
     wd.mkdir()
@@ -316,5 +323,8 @@ def test_snakemake_reruns_by_the_stamps_exactly_what_a_change_affects(toy, tmp_p
     assert {p: (s.st_ino, s.st_mtime_ns) for p, s in stamps.items()} == {p: (os.stat(p).st_ino, os.stat(p).st_mtime_ns) for p in stamps}
     shutil.rmtree(wd / ".snakemake" / "stamps")
     assert snakemake("-n") == set()
-    os.utime(wd / "pkg" / "robrepro" / "deep" / "leaf.py")
+    leaf = wd / "pkg" / "robrepro" / "deep" / "leaf.py"
+    os.utime(leaf)
+    assert snakemake("-n") == set()
+    leaf.write_text("x = 2\n")
     assert snakemake("-n") == {"a"}

@@ -4,14 +4,17 @@ A job's code is the package files its entry modules import (:mod:`robrepro.impor
 files. Declared one by one as inputs of every job, they cost Snakemake most of a dry run: it
 concretizes and looks up each input of each job (tens of thousands for the paper tier). Jobs of one
 kind share one set, so a rule declares instead a single file standing for the set, written when the
-workflow is parsed:
+workflow is parsed. Snakemake then sees in the stamp what it saw in the files:
 
-- it lists the files with their size and modification time, and is rewritten only when that list
-  changes: every parse (each job a cluster executor starts parses again, concurrently) leaves an
-  unchanged stamp alone, its modification time included, and a rewrite is atomic (temp + rename);
-- its modification time is the newest among its files': Snakemake's mtime trigger then re-runs
-  exactly the jobs it re-ran when the files themselves were inputs: a touched or edited module
-  re-runs the jobs whose code imports it, and a new or dropped import edits the importing file;
+- its modification time is the newest among its files': a file newer than a job's outputs makes the
+  stamp newer too (the mtime trigger);
+- its content is each file's path and a hash of its content: Snakemake re-runs a job whose input is
+  newer only if the input's checksum differs from the one it recorded, so a file touched but not
+  changed (a branch checked out and back) re-runs nothing, as before, and an edit re-runs exactly the
+  jobs whose code imports the file (a new or dropped import edits the importing file);
+- it is rewritten only when its content changes, atomically (temp + rename): every parse (each job a
+  cluster executor starts parses again, concurrently) leaves an unchanged stamp alone, its
+  modification time included;
 - a file that joins or leaves the set without any file getting newer (a registry's plug-in module
   deleted, one copied in with its old time) made Snakemake's input trigger re-run the jobs; the
   stamp gets the current time then instead. A stamp written for the first time (a fresh clone, a
@@ -22,6 +25,7 @@ No rule produces a stamp: it is an input that exists once the workflow is parsed
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -32,21 +36,28 @@ from .importgraph import job_files
 from .results import atomic_path
 
 
-def _lines(files: Iterable[str], base: Path) -> list[str]:
-    """One line per file: its path (relative to ``base``, so a moved clone reads the same), size and
-    modification time in nanoseconds, tab-separated."""
-    out = []
+@functools.cache
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    # Keyed by the file's size and time too: a file changed within one process is read again.
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _lines(files: Iterable[str], base: Path) -> tuple[list[str], int]:
+    """One line per file: its path (relative to ``base``, so a moved clone reads the same) and the
+    hash of its content, tab-separated; and the newest modification time (ns) among the files."""
+    out, newest = [], 0
     for f in sorted(set(files)):
         st = os.stat(f)
-        rel = os.path.relpath(f, base)
-        out.append(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}")
-    return out
+        out.append(f"{os.path.relpath(f, base)}\t{_digest(f, st.st_size, st.st_mtime_ns)}")
+        newest = max(newest, st.st_mtime_ns)
+    return out, newest
 
 
 def write_stamp(path: str | os.PathLike, files: Iterable[str], base: str | os.PathLike) -> str:
     """Make ``path`` stand for ``files`` (see the module's docstring); returns ``path`` as a string."""
     path = Path(path)
-    lines = _lines(files, Path(base))
+    lines, mtime = _lines(files, Path(base))
     text = "".join(line + "\n" for line in lines)
     try:
         old = path.read_text()
@@ -54,7 +65,6 @@ def write_stamp(path: str | os.PathLike, files: Iterable[str], base: str | os.Pa
         old = None
     if old == text:
         return str(path)
-    mtime = max(int(line.rsplit("\t", 1)[1]) for line in lines)
     if old is not None and {line.split("\t")[0] for line in old.splitlines()} != {line.split("\t")[0] for line in lines}:
         mtime = max(mtime, time.time_ns())
     with atomic_path(path) as tmp:
