@@ -304,7 +304,7 @@ rule b:
 def test_snakemake_reruns_by_the_stamps_exactly_what_a_change_affects(toy, tmp_path):
     """A workflow whose jobs declare stamps, in a fresh clone (files just written, no stamps): once
     run, a second parse has nothing to do, nor one after the stamps are lost; editing a module re-runs
-    the job that imports it, not the other."""
+    the job that imports it, not the other; touching it without a change re-runs nothing."""
     wd = tmp_path / "wf"
     wd.mkdir()
     (wd / "Snakefile").write_text(SNAKEFILE)
