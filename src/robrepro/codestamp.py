@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from .importgraph import job_files
+from .importgraph import PACKAGE, job_files
 from .results import atomic_path
 
 
@@ -65,6 +65,7 @@ def write_stamp(path: str | os.PathLike, files: Iterable[str], base: str | os.Pa
         old = None
     if old == text:
         return str(path)
+    # A file joined or left the set: the newest file time may not tell (see the module's docstring).
     if old is not None and {line.split("\t")[0] for line in old.splitlines()} != {line.split("\t")[0] for line in lines}:
         mtime = max(mtime, time.time_ns())
     with atomic_path(path) as tmp:
@@ -89,7 +90,7 @@ def code_stamp(
     entries, extra = sorted(set(entries)), sorted(set(map(str, extra)))
     base = Path(root).parent
     ident = "\n".join([*entries, f"cli={cli}", *(os.path.relpath(f, base) for f in extra)])
-    name = "+".join(e.removeprefix("robrepro.") for e in entries)
+    name = "+".join(e.removeprefix(f"{PACKAGE}.") for e in entries)
     digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
     files = job_files(entries, root, cache_file, cli) + extra
     return write_stamp(Path(stamp_dir) / f"{name}-{digest}.txt", files, base)
