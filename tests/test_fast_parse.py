@@ -1,6 +1,6 @@
 """Parsing the workflow does not import torch: the composed configuration is kept between parses
-(robrepro.composed), the job kinds are read from the source, and the plan, the import graph and the
-report's module need no torch."""
+(robrepro.composed), the job kinds are read from the source, and the plan, the import graph, the
+code stamps and the report's module need no torch."""
 
 import json
 import os
@@ -79,22 +79,23 @@ def test_an_invalid_configuration_is_never_kept(tmp_path, config_dir):
 
 def test_planning_from_a_kept_configuration_does_not_import_torch(tmp_path, repo_root):
     """What the rule files do once the configuration is kept: plan every job and target, read the
-    job kinds, derive every rule's code inputs, name the report's files."""
+    job kinds, write every rule's code stamp, name the report's files."""
     cfg = tmp_path / "composed.json"
     cfg.write_text(json.dumps(load(repo_root / "config/config.yaml")))
     code = textwrap.dedent(
         f"""
-        import json, sys
+        import json, os, sys
         from robrepro.composed import compose_cached
-        from robrepro.importgraph import job_files
+        from robrepro.codestamp import code_stamp
         from robrepro.plan import Plan
         import robrepro.report
         plan = Plan(json.load(open({str(cfg)!r})))
+        root, stamps = os.path.dirname(robrepro.__file__), {str(tmp_path / "stamps")!r}
         for k in plan.kinds.values():
-            job_files([k.module])
+            code_stamp(stamps, [k.module], root)
         for t in plan.targets.values():
-            job_files([t.builder.partition(":")[0]])
-        job_files(["robrepro.engine"]), job_files(["robrepro.report"], cli=False)
+            code_stamp(stamps, [t.builder.partition(":")[0]], root)
+        code_stamp(stamps, ["robrepro.engine"], root), code_stamp(stamps, ["robrepro.report"], root, cli=False)
         robrepro.report.outputs(plan.paths.root)
         print(len(plan.jobs), sorted(m for m in ("torch", "torchvision") if m in sys.modules))
         """

@@ -157,7 +157,8 @@ def predicted_reruns(plan, module: str) -> dict[str, int]:
 @pytest.mark.parametrize("module", ["evaluations/certified.py", "papers/gm.py", "tables_figures.py"])
 def test_a_changed_module_reruns_exactly_the_jobs_that_import_it(workdir, smoke_run, module):
     """A module changed in the copy: the jobs the import graph says import it, and what depends on
-    them, re-run; nothing else. (The graph itself is tested module by module in test_importgraph.)"""
+    them, re-run; nothing else. (The graph itself, and the code stamps through which the rules
+    declare it, are tested module by module in test_importgraph.)"""
     expected = predicted_reruns(_plan(workdir), module)
     assert expected.get("report")  # each case re-runs something
     f = workdir / "src/robrepro" / module

@@ -1,8 +1,9 @@
 """Which package modules a job runs: the import graph of robrepro, read from the source (no import).
 
-The rules declare the files a job's code comes from as its inputs, so that changing a module re-runs
-exactly the jobs that import it (Snakemake's own code trigger sees only the rule bodies). Those files
-are derived here from each job's entry modules, never listed by hand:
+The rules declare the files a job's code comes from as its input (through one stamp file per set of
+files, :mod:`robrepro.codestamp`), so that changing a module re-runs exactly the jobs that import it
+(Snakemake's own code trigger sees only the rule bodies). Those files are derived here from each
+job's entry modules, never listed by hand:
 
 - every ``import`` of a module counts, at the top level or inside a function (a lazy import runs too);
   importing ``a.b.c`` runs ``a/__init__`` and ``a/b/__init__`` first, so parent packages count;

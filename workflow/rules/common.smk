@@ -2,6 +2,7 @@
 # of runs, jobs and targets, and the input/param functions the rules call. No rules here.
 
 import copy
+import functools
 import json
 import os
 import shlex
@@ -10,11 +11,12 @@ from pathlib import Path
 
 from robrepro.composed import compose_cached
 from robrepro.failures import RERUN_VAR, on_failure, rerun_args
-from robrepro.importgraph import job_files
+from robrepro.codestamp import code_stamp
 from robrepro.plan import Plan
 from robrepro.runtimes import Runtimes, outputs as runtimes_outputs
 
-# Kept between parses: the composed configuration (robrepro.composed) and each module's imports.
+# Kept between parses: the composed configuration (robrepro.composed), each module's imports and
+# the stamps of each job's code (robrepro.importgraph, robrepro.codestamp).
 CACHE = Path(".snakemake") / "robrepro"
 os.makedirs(CACHE, exist_ok=True)
 
@@ -48,13 +50,18 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 
 SRC = Path(workflow.basedir) / "src" / "robrepro"
 IMPORTS_CACHE = str(CACHE / "imports.json")
+CODE_STAMPS = CACHE / "code"
 
 
-def code_files(*entries):
-    """The package files a job whose command enters through ``entries`` (modules) runs, from the
-    package's import graph: declared as inputs so that a code change re-runs exactly the jobs that
-    import it (Snakemake's code trigger sees only rule bodies, not imported modules)."""
-    return job_files(entries, str(SRC), IMPORTS_CACHE)
+@functools.cache
+def code_files(*entries, extra=(), cli=True):
+    """The code input of a job whose command enters through ``entries`` (modules): one stamp file
+    standing for the package files it runs, from the package's import graph, and the ``extra`` files
+    it reads (robrepro.codestamp). Declared as an input so that a code change re-runs exactly the
+    jobs that import it (Snakemake's code trigger sees only rule bodies, not imported modules); one
+    stamp instead of the files themselves, as declaring each file for each job costs most of a dry
+    run. Written once per parse and set of files (cached here)."""
+    return code_stamp(CODE_STAMPS, entries, str(SRC), IMPORTS_CACHE, extra=extra, cli=cli)
 
 
 def job_code(wildcards):
@@ -66,7 +73,7 @@ TRAIN_CODE = code_files("robrepro.engine")
 
 def report_code(paper, builder):
     published = SRC / "published" / f"{paper}.csv"
-    return code_files(builder.partition(":")[0]) + ([str(published)] if published.exists() else [])
+    return code_files(builder.partition(":")[0], extra=(str(published),) if published.exists() else ())
 
 
 # Per-job time limits measured by the cost model (`snakemake cost`), when its file exists: each job

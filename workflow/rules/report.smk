@@ -11,9 +11,11 @@ rule report:
         targets=PLAN.all_targets(),
         claims=[str(f) for p in PLAN.active_papers() if (f := SRC / "published" / f"{p}.claims.yaml").exists()],
         # The schema parts name the settings the papers do not give ([UNKNOWN]/[INF]).
-        code=job_files(["robrepro.report"], str(SRC), IMPORTS_CACHE, cli=False)
-        + [str(SRC / "schemas" / "config.schema.yaml")]
-        + sorted(str(f) for f in (SRC / "papers").glob("*.schema.yaml")),
+        code=code_files(
+            "robrepro.report",
+            extra=(str(SRC / "schemas" / "config.schema.yaml"), *sorted(str(f) for f in (SRC / "papers").glob("*.schema.yaml"))),
+            cli=False,
+        ),
     output:
         html=report(
             REPORT["html"],
