@@ -29,6 +29,12 @@ COMMANDS = ("train", "evaluate")
 # Signals a job may react to (training checkpoints on SIGTERM/SIGUSR1), forwarded by the client.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 _HEADER = struct.Struct("!I")
+# True in a forked worker: the job's provenance says so (its benchmark file measured the client).
+_IN_WORKER = False
+
+
+def in_worker() -> bool:
+    return _IN_WORKER
 
 
 def _package_dir() -> str:
@@ -158,11 +164,12 @@ def _watch(conn: socket.socket, done) -> None:
 def _run_job(conn: socket.socket, request: dict, fds: list[int], listener: socket.socket, defaults: dict) -> None:
     """The forked child: become the job's process, run it, report its status. Never returns."""
     import random
-    import resource
     import threading
 
+    global _IN_WORKER
     status = 1
     try:
+        _IN_WORKER = True
         listener.close()
         for s, handler in defaults.items():
             signal.signal(s, handler)
@@ -194,8 +201,10 @@ def _run_job(conn: socket.socket, request: dict, fds: list[int], listener: socke
 
             traceback.print_exc()
             status = 1
-        use = resource.getrusage(resource.RUSAGE_SELF)
-        print(f"[warm] ran in a forked worker: cpu {use.ru_utime + use.ru_stime:.2f} s, peak rss {use.ru_maxrss / 1024:.0f} MB", file=sys.stderr)
+        from .results import process_usage
+
+        use = process_usage()
+        print(f"[warm] ran in a forked worker: cpu {use['cpu_s']:.2f} s, peak rss {use['max_rss_mb']:.0f} MB", file=sys.stderr)
         for f in (sys.stdout, sys.stderr):
             try:
                 f.flush()
@@ -311,4 +320,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run as the package's module, not as __main__: the worker's flag (in_worker) must be the one
+    # that robrepro.results reads.
+    from robrepro.warm import main as _main
+
+    _main()

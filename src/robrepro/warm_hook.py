@@ -17,11 +17,8 @@ from .warm import ENV_VAR, OPT_OUT
 _server: dict = {}
 
 
-def start() -> str | None:
-    """Start the server and point the jobs at its socket; the socket path, or None (opted out)."""
-    if os.environ.get(OPT_OUT) == "1" or _server:
-        return None
-    folder = tempfile.mkdtemp(prefix="robrepro-warm-")  # 0700: only this user may connect
+def spawn(folder: str) -> tuple[subprocess.Popen, int, str]:
+    """A server listening in ``folder``: its process, the write end of its parent pipe, its socket."""
     path = os.path.join(folder, "s")
     r, w = os.pipe()  # not inherited by the jobs' shells (non-inheritable by default)
     proc = subprocess.Popen(
@@ -32,6 +29,15 @@ def start() -> str | None:
         start_new_session=True,
     )
     os.close(r)
+    return proc, w, path
+
+
+def start() -> str | None:
+    """Start the server and point the jobs at its socket; the socket path, or None (opted out)."""
+    if os.environ.get(OPT_OUT) == "1" or _server:
+        return None
+    folder = tempfile.mkdtemp(prefix="robrepro-warm-")  # 0700: only this user may connect
+    proc, w, path = spawn(folder)
     _server.update(proc=proc, pipe=w, folder=folder)
     # A job that starts before the server binds finds no socket and runs cold: nothing waits here.
     os.environ[ENV_VAR] = path
