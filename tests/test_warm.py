@@ -241,3 +241,22 @@ def test_the_report_takes_a_warm_jobs_cpu_and_memory_from_its_result(tmp_path):
     docs = _Docs(tmp_path)
     assert compute(tmp_path, {"cold.tsv": "cold.json"}, docs) == {"jobs": 1, "measured": 1, "wall_s": 3.0, "cpu_s": 0.05, "max_rss_mb": 20.0}
     assert compute(tmp_path, {"warm.tsv": "warm.json"}, docs) == {"jobs": 1, "measured": 1, "wall_s": 3.0, "cpu_s": 2.5, "max_rss_mb": 300.0}
+
+
+def test_the_cost_check_leaves_out_jobs_that_ran_warm(tmp_path):
+    from robrepro import cost
+    from robrepro.config import load
+    from robrepro.plan import Plan
+    from robrepro.results import provenance, write_result
+
+    plan = Plan(load(ROOT / "config/config.yaml", ROOT / "config/smoke.yaml"))
+    keys = [f"train/{paper}/{run}" for paper, run in sorted(plan.runs)[:2]]
+    for key, is_warm in zip(keys, (False, True)):
+        bench = tmp_path / cost.benchmark_file(plan, key)
+        bench.parent.mkdir(parents=True, exist_ok=True)
+        bench.write_text("s\th:m:s\tcpu_time\n4.0\t0:00:04\t0.05\n")
+        prov = provenance(spec={}, seed=0, device="cpu", data_source="synthetic", started=0.0)
+        prov["process"]["warm"] = is_warm
+        write_result(tmp_path / cost.result_file(plan, key), "train", {}, prov)
+    cmp = cost.compare(plan, [{"key": k, "seconds": 4.0} for k in keys], tmp_path, column="cpu_time")
+    assert [p["key"] for p in cmp["pairs"]] == keys[:1] and cmp["warm"] == keys[1:]
