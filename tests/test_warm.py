@@ -140,15 +140,18 @@ def test_a_failing_job_returns_its_status_and_its_message(server, tmp_path):
     assert "the following arguments are required" in log and "[warm] ran in a forked worker" in log
 
 
-def test_a_forwarded_sigterm_reaches_the_job(server, tmp_path):
+# Training checkpoints on SIGTERM and exits 128 + 15, as in its own process (a client killed by the
+# signal itself would show as -15); on SIGINT, Python's KeyboardInterrupt: the process dies of SIGINT.
+@pytest.mark.parametrize("sig,status", [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, -signal.SIGINT)])
+def test_a_forwarded_signal_reaches_the_job(server, tmp_path, sig, status):
     _, path = server
     proc = _job(tmp_path, _train_argv(tmp_path, _spec(epochs=100000)), path)
     _wait_for(lambda: "epoch 1/" in (tmp_path / "log").read_text(), 60, "training to start")
-    proc.send_signal(signal.SIGTERM)
-    # The engine checkpoints on SIGTERM and exits 128 + 15, as it does in its own process (a client
-    # killed by the signal itself would show as -15).
-    assert proc.wait(60) == 128 + signal.SIGTERM
-    assert (tmp_path / "ckpt.pt").exists() and not (tmp_path / "train.json").exists()
+    proc.send_signal(sig)
+    assert proc.wait(60) == status, (tmp_path / "log").read_text()
+    assert not (tmp_path / "train.json").exists()
+    assert (tmp_path / "ckpt.pt").exists() or sig != signal.SIGTERM
+    assert ("KeyboardInterrupt" in (tmp_path / "log").read_text()) == (sig == signal.SIGINT)
 
 
 def test_a_client_killed_leaves_no_worker_running(server, tmp_path):

@@ -167,7 +167,7 @@ def _run_job(conn: socket.socket, request: dict, fds: list[int], listener: socke
     import threading
 
     global _IN_WORKER
-    status = 1
+    status, died_of = 1, None
     try:
         _IN_WORKER = True
         listener.close()
@@ -196,6 +196,11 @@ def _run_job(conn: socket.socket, request: dict, fds: list[int], listener: socke
             status = code if isinstance(code, int) else (0 if code is None else 1)
             if not isinstance(code, int) and code is not None:
                 print(code, file=sys.stderr)
+        except KeyboardInterrupt:
+            import traceback
+
+            traceback.print_exc()
+            died_of = signal.SIGINT  # as Python does in its own process: the client dies of it too
         except BaseException:
             import traceback
 
@@ -211,6 +216,9 @@ def _run_job(conn: socket.socket, request: dict, fds: list[int], listener: socke
             except Exception:
                 pass
         done.set()
+        if died_of:
+            signal.signal(died_of, signal.SIG_DFL)
+            os.kill(os.getpid(), died_of)  # the server reports it (_reap)
         _send(conn, f"status {status}\n")
     finally:
         os._exit(status)
