@@ -26,6 +26,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/warm.smk"
 include: "workflow/rules/jobs.smk"
 include: "workflow/rules/targets.smk"
 include: "workflow/rules/report.smk"

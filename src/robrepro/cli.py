@@ -129,6 +129,8 @@ def cmd_cost(a) -> None:
         for p in cmp["pairs"]:
             print(f"{p['key']}: predicted {p['predicted']:.1f} s, measured {p['measured']:.1f} s, ratio {p['ratio']:.2f}")
         print(f"within 2x: {cmp['within_2x']} of {cmp['n']} jobs ({cmp['fraction']:.0%})")
+        if cmp["warm"]:
+            print(f"left out: {len(cmp['warm'])} jobs that ran in a warm worker (compare a run made with ROBREPRO_NO_WARM=1)")
 
 
 def cmd_selfcheck(a) -> None:

@@ -588,14 +588,32 @@ def benchmark_file(plan, job_key: str) -> str:
     return plan.paths.benchmark(paper, part, *rest)
 
 
+def result_file(plan, job_key: str) -> str:
+    """The result file a job writes, from its runtimes key."""
+    part, paper, *rest = job_key.split("/")
+    return {"train": plan.paths.train_result, "eval": plan.paths.evaluation, "jobs": plan.paths.standalone}[part](paper, *rest)
+
+
+def _ran_warm(path: Path) -> bool:
+    try:
+        return bool(json.loads(path.read_text())["provenance"]["process"]["warm"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def compare(plan, rows: list[dict[str, Any]], base: str | os.PathLike = ".", column: str = "s") -> dict[str, Any]:
     """Predicted against measured seconds (``column`` of each job's benchmark file under ``base``:
     ``s``, wall time, or ``cpu_time``, which a busy machine does not inflate), for the jobs that
-    have one. Returns the pairs and the fraction within 2x."""
-    pairs = []
+    have one. Returns the pairs and the fraction within 2x. Jobs that ran in a warm worker
+    (robrepro.warm, local runs) are left out, listed under ``warm``: their benchmark measured a client
+    (``cpu_time``) and their wall time lacks the process start every prediction includes."""
+    pairs, warm = [], []
     for r in rows:
         f = Path(base) / benchmark_file(plan, r["key"])
         if r["seconds"] is None or not f.exists():
+            continue
+        if _ran_warm(Path(base) / result_file(plan, r["key"])):
+            warm.append(r["key"])
             continue
         with open(f) as fh:
             measured = [float(b[column]) for b in csv.DictReader(fh, delimiter="\t")]
@@ -603,4 +621,4 @@ def compare(plan, rows: list[dict[str, Any]], base: str | os.PathLike = ".", col
             m = sum(measured) / len(measured)
             pairs.append({"key": r["key"], "predicted": r["seconds"], "measured": round(m, 2), "ratio": round(r["seconds"] / m, 3) if m > 0 else math.inf})
     within = sum(1 / 2 <= p["ratio"] <= 2 for p in pairs)
-    return {"pairs": pairs, "n": len(pairs), "within_2x": within, "fraction": within / len(pairs) if pairs else math.nan}
+    return {"pairs": pairs, "n": len(pairs), "within_2x": within, "fraction": within / len(pairs) if pairs else math.nan, "warm": warm}

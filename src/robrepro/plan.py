@@ -181,17 +181,18 @@ class Plan:
             self._producers = index
         return self._producers.get(path, ("", ()))
 
-    def benchmarks(self, path: str) -> list[str]:
-        """Benchmark files of the jobs behind a result file: its job, and the training of the model it evaluates."""
+    def benchmarks(self, path: str) -> dict[str, str]:
+        """Benchmark files of the jobs behind a result file (its job, and the training of the model it
+        evaluates), each with the result file its job writes."""
         what, key = self.producer(path)
         if what == "train":
-            return [self.paths.train_benchmark(*key)]
+            return {self.paths.train_benchmark(*key): path}
         if what != "job":
-            return []
+            return {}
         paper, run, kind, name = key
         if self.kinds[kind].needs_model:
-            return [self.paths.evaluation_benchmark(paper, run, kind, name), self.paths.train_benchmark(paper, run)]
-        return [self.paths.standalone_benchmark(paper, kind, name)]
+            return {self.paths.evaluation_benchmark(paper, run, kind, name): path, self.paths.train_benchmark(paper, run): self.paths.train_result(paper, run)}
+        return {self.paths.standalone_benchmark(paper, kind, name): path}
 
     def train_spec(self, paper: str, run: str) -> dict[str, Any]:
         try:

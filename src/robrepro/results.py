@@ -153,7 +153,20 @@ def provenance(*, spec: dict[str, Any], seed: int, device, data_source: str, sta
         "data_source": data_source,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "wall_time_s": round(time.time() - started, 3),
+        "process": process_usage(),
     }
+
+
+def process_usage() -> dict[str, Any]:
+    """CPU seconds and peak memory of the process running the job, so far. A warm job's benchmark
+    file measures only its client (robrepro.warm): these are the job's own. In a forked worker the
+    CPU time starts at zero; the peak memory counts the pages it shares with the server."""
+    import resource
+
+    from .warm import in_worker
+
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu_s": round(use.ru_utime + use.ru_stime, 3), "max_rss_mb": round(use.ru_maxrss / 1024, 1), "warm": in_worker()}
 
 
 # --- the files a result was made from ---------------------------------------------------------

@@ -145,19 +145,31 @@ class _Docs:
         return self.cache[rel]
 
 
-def compute(root: Path, files: list[str]) -> dict[str, Any]:
-    """Wall and CPU seconds and peak memory summed over the benchmark files that exist."""
+def compute(root: Path, files: dict[str, str], docs: _Docs | None = None) -> dict[str, Any]:
+    """Wall and CPU seconds and peak memory summed over the benchmark files that exist (benchmark
+    file -> the result file of its job). A job run in a warm worker (robrepro.warm) has a benchmark
+    of its client: its wall time is the job's, its CPU time and memory come from its result's provenance."""
     wall = cpu = 0.0
     rss, found = 0.0, 0
-    for f in files:
+    for f, result in files.items():
         df = _read_csv_tsv(root / f)
         if df is None or not len(df):
             continue
         found += 1
         wall += float(df["s"].iloc[-1])
+        own = _warm_usage(docs.get(result) if docs else None)
+        if own:
+            cpu += own["cpu_s"]
+            rss = max(rss, own["max_rss_mb"])
+            continue
         cpu += float(df["cpu_time"].iloc[-1]) if "cpu_time" in df and not pd.isna(df["cpu_time"].iloc[-1]) else 0.0
         rss = max(rss, float(df["max_rss"].iloc[-1]) if "max_rss" in df and not pd.isna(df["max_rss"].iloc[-1]) else 0.0)
     return {"jobs": len(files), "measured": found, "wall_s": wall, "cpu_s": cpu, "max_rss_mb": rss}
+
+
+def _warm_usage(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    usage = (doc or {}).get("provenance", {}).get("process") or {}
+    return usage if usage.get("warm") else None
 
 
 def _read_csv_tsv(path: Path) -> pd.DataFrame | None:
@@ -301,7 +313,7 @@ def collect(config: dict[str, Any], root: str | os.PathLike = ".") -> Report:
     papers = []
     for name in plan.active_papers():
         targets = []
-        paper_bench: set[str] = set()
+        paper_bench: dict[str, str] = {}
         for t in plan.paper_targets(name):
             info = TargetInfo(t)
             info.df = _read_csv(base / t.outputs["csv"])
@@ -310,9 +322,9 @@ def collect(config: dict[str, Any], root: str | os.PathLike = ".") -> Report:
             elif (base / t.outputs.get("png", "")).is_file():
                 info.png = t.outputs["png"]
             info.numbers = number_counts(info.df) if t.kind == "table" else {}
-            bench = sorted({b for f in t.inputs for b in plan.benchmarks(f)})
+            bench = {b: r for f in t.inputs for b, r in plan.benchmarks(f).items()}
             paper_bench.update(bench)
-            info.compute = compute(base, bench)
+            info.compute = compute(base, bench, docs)
             ds = [d for d in (docs.get(f) for f in t.inputs) if d]
             info.commits = sorted({_commit(d) for d in ds})
             srcs = [d.get("provenance", {}).get("data_source") for d in ds if d.get("provenance", {}).get("data_source")]
@@ -342,7 +354,7 @@ def collect(config: dict[str, Any], root: str | os.PathLike = ".") -> Report:
             err,
             unknown_settings(config, name),
             certified_audit(plan, name, docs),
-            compute(base, sorted(paper_bench)),
+            compute(base, paper_bench, docs),
             unclaimed,
             models,
         )

@@ -187,7 +187,8 @@ def reading_text(tier: str) -> list[str]:
         "where a paper's tables contradict its summary.",
         "Published numbers: within tolerance or outside it (tolerance per number, in published/<paper>.csv); rows on synthetic data are never judged.",
         "Compute: wall and CPU time of the jobs behind a table or figure, including the training of every model it evaluates "
-        "(a model shared by several tables counts in each), from results/<tier>/benchmarks/.",
+        "(a model shared by several tables counts in each), from results/<tier>/benchmarks/; for a job run in a warm worker "
+        "(local runs) the CPU time and peak memory are the job's own, from its result's provenance.",
     ]
 
 
