@@ -174,7 +174,10 @@ def test_number_counts_one_per_published_number():
             "within_tol": [True, False, None, None],
         }
     )
-    assert number_counts(df) == {"within": 2, "outside": 1, "not judged": 1, "no published value": 4}
+    assert number_counts(df) == {"within": 2, "outside": 1, "not judged": 1, "no published value": 4, "no reproduced value": 0}
+    # A real-data row with a published number and no reproduced one is missing, not synthetic.
+    mixed = pd.DataFrame({"published": [40.0, 40.0], "within_tol": [None, None], "data": ["real", "synthetic"]})
+    assert number_counts(mixed) == {"within": 0, "outside": 0, "not judged": 1, "no published value": 0, "no reproduced value": 1}
     assert number_counts(pd.DataFrame({"published": [1.0], "within_tol": [False]}))["outside"] == 1
 
 

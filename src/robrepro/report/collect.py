@@ -105,19 +105,21 @@ def _truth(v) -> bool | None:
 
 
 def number_counts(df: pd.DataFrame | None) -> dict[str, int]:
-    """Published numbers of a table: within tolerance, outside, not judged (synthetic data), no published value.
+    """Published numbers of a table: within tolerance, outside, not judged (synthetic data), no published
+    value, no reproduced value (a real-data row whose number is missing).
 
     One count per number: the per-metric ``<prefix>within_tol`` columns when a table has them (a
     row-level ``within_tol`` beside them only summarises them), else the plain ``within_tol``.
     """
-    out = {"within": 0, "outside": 0, "not judged": 0, "no published value": 0}
+    out = {"within": 0, "outside": 0, "not judged": 0, "no published value": 0, "no reproduced value": 0}
     if df is None or not len(df):
         return out
     cols = [c for c in df.columns if c.endswith("within_tol")]
     cols = [c for c in cols if c != "within_tol"] or cols
     for c in cols:
         pub = c[: -len("within_tol")] + "published"
-        for w, p in zip(df[c], df[pub] if pub in df else [math.nan] * len(df)):
+        real = df["data"].eq("real") if "data" in df else pd.Series(False, index=df.index)
+        for w, p, r in zip(df[c], df[pub] if pub in df else [math.nan] * len(df), real):
             t = _truth(w)
             if t is True:
                 out["within"] += 1
@@ -125,6 +127,8 @@ def number_counts(df: pd.DataFrame | None) -> dict[str, int]:
                 out["outside"] += 1
             elif pd.isna(p):
                 out["no published value"] += 1
+            elif r:
+                out["no reproduced value"] += 1
             else:
                 out["not judged"] += 1
     return out

@@ -61,7 +61,15 @@ def numbers_text(n: dict[str, int], tier: str) -> str:
     if not n or not sum(n.values()):
         return "no published numbers"
     parts = [f"{n['within']} within tolerance", f"{n['outside']} outside"]
-    parts += [f"{n[k]} {w}" for k, w in (("not judged", "on synthetic data (not judged)"), ("no published value", "without a published value")) if n.get(k)]
+    parts += [
+        f"{n[k]} {w}"
+        for k, w in (
+            ("not judged", "on synthetic data (not judged)"),
+            ("no published value", "without a published value"),
+            ("no reproduced value", "on real data without a reproduced value"),
+        )
+        if n.get(k)
+    ]
     if tier == "smoke":
         return "smoke: no verdict (" + ", ".join(parts) + ")"
     return ", ".join(parts)
