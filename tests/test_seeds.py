@@ -117,9 +117,12 @@ def test_a_table_of_several_seeds_has_a_seed_column_and_its_claim_uses_their_spr
     assert "3 seeds per value, seed-to-seed variance" in v.evidence
     # SSP-2's seeds disagree by 12 points: no support on that spread, where one seed's row alone
     # (no seed column: its binomial error of about 0.4 points) would have supported the claim.
-    alone = V.judge(claim, {claim.test["table"]: df.drop(columns="seed")}, "paper")
+    alone = V.judge(claim, {claim.test["table"]: df[df["seed"] == 0].drop(columns="seed")}, "paper")
     assert alone.status == V.SUPPORTED and "seed" not in alone.evidence
     assert v.status != V.SUPPORTED
+    # The three seeds' rows without their seed column cannot be told apart: no verdict on one of them.
+    blind = V.judge(claim, {claim.test["table"]: df.drop(columns="seed")}, "paper")
+    assert blind.status == V.INCONCLUSIVE and "not told apart by a seed column" in blind.evidence
 
 
 def test_a_reused_model_keeps_its_role_in_every_seed_and_the_table_says_how_many_seeds(monkeypatch, tmp_path):

@@ -70,6 +70,9 @@ def _job(d: Path, argv: list[str], socket_path: str | None, **kw) -> subprocess.
     """``python -m robrepro <argv>`` with stdout and stderr redirected to ``d/log``, as a rule's shell does."""
     d.mkdir(parents=True, exist_ok=True)
     with open(d / "log", "w") as log:
+        # SIGINT as a terminal's foreground job has it, whatever this process inherited (a background
+        # job of a non-interactive shell starts with it ignored, and so would the job).
+        kw.setdefault("preexec_fn", lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         return subprocess.Popen([sys.executable, "-m", "robrepro", *argv], cwd=d, env=_env(socket_path), stdout=log, stderr=log, **kw)
 
 
@@ -152,6 +155,19 @@ def test_a_forwarded_signal_reaches_the_job(server, tmp_path, sig, status):
     assert not (tmp_path / "train.json").exists()
     assert (tmp_path / "ckpt.pt").exists() or sig != signal.SIGTERM
     assert ("KeyboardInterrupt" in (tmp_path / "log").read_text()) == (sig == signal.SIGINT)
+
+
+def test_a_job_started_with_sigint_ignored_ignores_it_in_the_worker_too(server, tmp_path):
+    """As in its own process: a job whose shell ignored SIGINT (a background job) is not stopped by it."""
+    _, path = server
+    ignore = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    proc = _job(tmp_path, _train_argv(tmp_path, _spec(epochs=100000)), path, preexec_fn=ignore)
+    _wait_for(lambda: "epoch 1/" in (tmp_path / "log").read_text(), 60, "training to start")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(2)
+    assert proc.poll() is None, (tmp_path / "log").read_text()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 128 + signal.SIGTERM
 
 
 def test_a_client_killed_leaves_no_worker_running(server, tmp_path):

@@ -82,7 +82,12 @@ def delegate(argv: list[str]) -> None:
         return
     import json
 
-    request = json.dumps({"argv": argv, "argv0": sys.argv[0], "cwd": os.getcwd(), "env": dict(os.environ), "package": _package_dir()}).encode()
+    # A process started with SIGINT ignored (a background job of a non-interactive shell) keeps
+    # ignoring it; the job runs as this process would have, so its worker ignores it too.
+    sigint_ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    request = json.dumps(
+        {"argv": argv, "argv0": sys.argv[0], "cwd": os.getcwd(), "env": dict(os.environ), "package": _package_dir(), "sigint_ignored": sigint_ignored}
+    ).encode()
     try:
         socket.send_fds(sock, [_HEADER.pack(len(request))], [0, 1, 2])
         sock.sendall(request)
@@ -99,7 +104,8 @@ def delegate(argv: list[str]) -> None:
             pass
 
     for s in FORWARDED:
-        signal.signal(s, forward)
+        if not (s == signal.SIGINT and sigint_ignored):
+            signal.signal(s, forward)
     started = False
     for line in _lines(sock):
         word, _, value = line.partition(" ")
@@ -173,6 +179,9 @@ def _run_job(conn: socket.socket, request: dict, fds: list[int], listener: socke
         listener.close()
         for s, handler in defaults.items():
             signal.signal(s, handler)
+        # SIGINT as in the client's own process: Python's KeyboardInterrupt, or ignored as it was
+        # there (the server's own disposition says nothing of the client's).
+        signal.signal(signal.SIGINT, signal.SIG_IGN if request.get("sigint_ignored") else signal.default_int_handler)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
