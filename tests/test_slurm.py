@@ -599,11 +599,13 @@ def test_project_training_through_a_time_limit_and_a_preemption_ends_identical(s
     epoch ends here, so a mid-epoch one can only come from a signal), and the final weights and
     metrics equal those of an uninterrupted run of the same spec."""
     wd = _workflow_copy(tmp_path / "wf", data_root)
-    # 6 epochs of 256 steps: long enough that the time limit's signal, which slurmctld sends on its
+    # Epochs of 256 steps: long enough that the time limit's signal, which slurmctld sends on its
     # own timer (up to a minute late), still comes with most of the training left. With 128-step
     # epochs a fast machine was at step 674 of 768 when the signal came, and finished before the
     # test could preempt the requeued job.
-    run, epochs = "t1-mnist-resnet50", 6
+    # 8 epochs: after the time limit's checkpoint and the next epoch end, an epoch and more is left
+    # for the preemption to land in (below).
+    run, epochs = "t1-mnist-resnet50", 8
     (wd / "interrupt.yaml").write_text(
         yaml.safe_dump(
             {
@@ -647,6 +649,7 @@ def test_project_training_through_a_time_limit_and_a_preemption_ends_identical(s
     proc = subprocess.Popen([*smk, "--profile", str(profile_dir)], cwd=wd, env=_env(slurm_cluster), stdout=out, stderr=subprocess.STDOUT, text=True)
     proc.out_path = wd / "snakemake.out"
     steps_seen: list[int] = []
+    seen_at: dict[int, float] = {}  # step -> when this test first saw its checkpoint
 
     def ckpt_step():
         try:
@@ -655,6 +658,7 @@ def test_project_training_through_a_time_limit_and_a_preemption_ends_identical(s
             return None
         if not steps_seen or steps_seen[-1] != step:
             steps_seen.append(step)
+            seen_at.setdefault(step, time.monotonic())
         return step
 
     try:
@@ -682,6 +686,12 @@ def test_project_training_through_a_time_limit_and_a_preemption_ends_identical(s
             job = wait_for(train_running, 240, "the requeued training to run again")
             slurm_cluster.run("scontrol", "update", f"jobid={job['id']}", "TimeLimit=20")  # no second time limit
             before_preemption = wait_for(lambda: (ckpt_step() or 0) > first and ckpt_step(), 300, "the requeued training to resume and reach an epoch end")
+            # Preempt a third of an epoch later: a signal that comes during the epoch end (evaluation,
+            # checkpoint) checkpoints that same step, which could not tell a checkpoint made on the
+            # preemption's signal from a resume from the epoch end seen here.
+            ends = sorted(t for step, t in seen_at.items() if step % spe == 0)
+            epoch_s = min(b - a for a, b in zip(ends, ends[1:])) if len(ends) > 1 else 3.0
+            time.sleep(min(epoch_s / 3, 30.0))
             slurm_cluster.run(
                 "sbatch", "--parsable", "-p", slurm_cluster.urgent_partition, "-c", str(slurm_cluster.cpus), "-o", os.devnull, "--wrap", "sleep 2"
             )
