@@ -191,6 +191,23 @@ def test_no_server_or_a_stale_socket_runs_the_job_here(tmp_path, monkeypatch):
         assert warm.delegate(["evaluate", "--help"]) is None
 
 
+def test_a_job_the_server_sends_back_runs_here_with_the_signal_handlers_it_had(server, monkeypatch):
+    """Another checkout's package gets "cold" back: the job then runs in the client's process, whose
+    handlers must be the ones it had (SIGINT still ignored, a custom SIGTERM handler kept)."""
+    _, path = server
+    monkeypatch.setenv(warm.ENV_VAR, path)
+    monkeypatch.setattr(warm, "_package_dir", lambda: "/another/checkout/robrepro")
+    mine = lambda *_: None  # noqa: E731
+    old = {s: signal.signal(s, h) for s, h in ((signal.SIGINT, signal.SIG_IGN), (signal.SIGTERM, mine))}
+    try:
+        assert warm.delegate(["evaluate", "--help"]) is None
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is mine
+        assert all(signal.getsignal(s) == signal.SIG_DFL for s in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2))
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def test_opted_out_or_other_commands_are_not_delegated(server, monkeypatch):
     _, path = server
     monkeypatch.setenv(warm.ENV_VAR, path)

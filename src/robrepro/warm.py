@@ -103,6 +103,7 @@ def delegate(argv: list[str]) -> None:
         except OSError:
             pass
 
+    before = {s: signal.getsignal(s) for s in FORWARDED}
     for s in FORWARDED:
         if not (s == signal.SIGINT and sigint_ignored):
             signal.signal(s, forward)
@@ -111,9 +112,9 @@ def delegate(argv: list[str]) -> None:
         word, _, value = line.partition(" ")
         if word == "cold" and not started:
             sock.close()
-            for s in FORWARDED:
-                signal.signal(s, signal.SIG_DFL if s != signal.SIGINT else signal.default_int_handler)
-            return  # the server cannot run it (another package): run it here
+            for s, handler in before.items():
+                signal.signal(s, handler)
+            return  # the server cannot run it (another package): run it here, as it was
         if word == "pid":
             started = True
         elif word == "status":
