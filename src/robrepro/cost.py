@@ -46,6 +46,7 @@ import torch
 
 from . import runtimes as R
 from .evaluations import JobContext
+from .results import warm_usage
 
 DEFAULT_BUDGET_S = 2.0
 
@@ -596,8 +597,8 @@ def result_file(plan, job_key: str) -> str:
 
 def _ran_warm(path: Path) -> bool:
     try:
-        return bool(json.loads(path.read_text())["provenance"]["process"]["warm"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return warm_usage(json.loads(path.read_text())) is not None
+    except (OSError, ValueError, AttributeError):
         return False
 
 

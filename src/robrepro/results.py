@@ -169,6 +169,13 @@ def process_usage() -> dict[str, Any]:
     return {"cpu_s": round(use.ru_utime + use.ru_stime, 3), "max_rss_mb": round(use.ru_maxrss / 1024, 1), "warm": in_worker()}
 
 
+def warm_usage(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A result's :func:`process_usage` if its job ran in a warm worker (its benchmark file then
+    measured only the client), else None."""
+    usage = (doc or {}).get("provenance", {}).get("process") or {}
+    return usage if usage.get("warm") else None
+
+
 # --- the files a result was made from ---------------------------------------------------------
 
 # role -> path of the files the running job reads; set by the CLI, which knows them (the library

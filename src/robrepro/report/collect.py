@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import verdicts as V
 from ..plan import Plan, PlannedTarget
-from ..results import git_state, load_result
+from ..results import git_state, load_result, warm_usage
 
 MARKERS = ("[UNKNOWN", "[INF")
 
@@ -116,9 +116,9 @@ def number_counts(df: pd.DataFrame | None) -> dict[str, int]:
         return out
     cols = [c for c in df.columns if c.endswith("within_tol")]
     cols = [c for c in cols if c != "within_tol"] or cols
+    real = df["data"].eq("real") if "data" in df else pd.Series(False, index=df.index)
     for c in cols:
         pub = c[: -len("within_tol")] + "published"
-        real = df["data"].eq("real") if "data" in df else pd.Series(False, index=df.index)
         for w, p, r in zip(df[c], df[pub] if pub in df else [math.nan] * len(df), real):
             t = _truth(w)
             if t is True:
@@ -161,7 +161,7 @@ def compute(root: Path, files: dict[str, str], docs: _Docs | None = None) -> dic
             continue
         found += 1
         wall += float(df["s"].iloc[-1])
-        own = _warm_usage(docs.get(result) if docs else None)
+        own = warm_usage(docs.get(result) if docs else None)
         if own:
             cpu += own["cpu_s"]
             rss = max(rss, own["max_rss_mb"])
@@ -169,11 +169,6 @@ def compute(root: Path, files: dict[str, str], docs: _Docs | None = None) -> dic
         cpu += float(df["cpu_time"].iloc[-1]) if "cpu_time" in df and not pd.isna(df["cpu_time"].iloc[-1]) else 0.0
         rss = max(rss, float(df["max_rss"].iloc[-1]) if "max_rss" in df and not pd.isna(df["max_rss"].iloc[-1]) else 0.0)
     return {"jobs": len(files), "measured": found, "wall_s": wall, "cpu_s": cpu, "max_rss_mb": rss}
-
-
-def _warm_usage(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-    usage = (doc or {}).get("provenance", {}).get("process") or {}
-    return usage if usage.get("warm") else None
 
 
 def _read_csv_tsv(path: Path) -> pd.DataFrame | None:
