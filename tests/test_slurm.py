@@ -664,9 +664,18 @@ def test_project_training_through_a_time_limit_and_a_preemption_ends_identical(s
     try:
         with slurm_cluster.release_requeued():
 
+            def requeued(job_id):
+                history = slurm_cluster.sacct(fields="JobID,State", all_records=True)
+                return any(r["JobID"] == job_id and r["State"] == "REQUEUED" for r in history)
+
             def signalled_once():
-                ckpt_step()
-                return next((step for step in steps_seen if step % spe), None)
+                step = ckpt_step()
+                mid_epoch = next((s for s in steps_seen if s % spe), None)
+                if mid_epoch:
+                    return mid_epoch
+                # A signal that comes during an epoch end checkpoints that epoch end's step: the
+                # requeue that follows the checkpoint then tells that it was the signal's.
+                return step if step and requeued(job["id"]) else None
 
             def train_running():
                 ckpt_step()
